@@ -1,0 +1,127 @@
+"""Pure batching: cut encoded records into request bodies within exact limits.
+
+No I/O and no clock of its own (the caller passes `now`), so every rule here is testable in
+isolation. A batch never exceeds `max_bytes` (counted on the exact body bytes, XML declaration and
+root element included) nor `max_records`, and is due `linger` seconds after its first record.
+Adding a record is O(1): sizes are summed, nothing is serialized again.
+
+Example:
+    >>> from ingestor.encoding import JsonEncoder
+    >>> b = Batcher(JsonEncoder(), max_bytes=20, max_records=10, linger=1.0)
+    >>> b.add(Entry(1, b'{"a":1}'), now=0.0)
+    []
+    >>> [len(x) for x in b.add(Entry(2, b'{"a":22}'), now=0.1)]  # 2 + 7 + 1 + 8 > 20
+    [1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from .encoding import Encoder
+from .errors import RecordTooLarge
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One encoded record and the caller's key for it (a spool row id, a sequence number)."""
+
+    key: Hashable
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """An ordered group of entries that goes out as one request body."""
+
+    entries: tuple[Entry, ...]
+    payload_bytes: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.payload_bytes < 0:
+            object.__setattr__(self, "payload_bytes", sum(len(e.data) for e in self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def body(self, encoder: Encoder) -> bytes:
+        """The request body: the encoder's envelope around the fragments (one concatenation)."""
+        return encoder.join([e.data for e in self.entries])
+
+    def size(self, encoder: Encoder) -> int:
+        """Exact size of `body(encoder)`, computed without building it."""
+        return encoder.body_size(len(self.entries), self.payload_bytes)
+
+    def halves(self) -> tuple[Batch, Batch]:
+        """Split into two ordered halves (the first gets the smaller half). Needs 2+ entries."""
+        if len(self.entries) < 2:
+            raise ValueError("a batch of one record cannot be split")
+        mid = len(self.entries) // 2
+        return Batch(self.entries[:mid]), Batch(self.entries[mid:])
+
+
+class Batcher:
+    """Accumulates entries into batches bounded by bytes, records and time."""
+
+    def __init__(self, encoder: Encoder, *, max_bytes: int, max_records: int, linger: float) -> None:
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        if encoder.body_size(1, 1) > max_bytes:
+            raise ValueError(f"max_bytes={max_bytes} cannot hold even the request envelope")
+        self._encoder = encoder
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.linger = linger
+        self._entries: list[Entry] = []
+        self._payload = 0
+        self._started: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def deadline(self) -> float | None:
+        """When the open batch is due (first entry's time + linger), or None when empty."""
+        return None if self._started is None else self._started + self.linger
+
+    def check(self, entry: Entry) -> None:
+        """Raise `RecordTooLarge` if `entry` could never fit in a body alone."""
+        size = self._encoder.body_size(1, len(entry.data))
+        if size > self.max_bytes:
+            raise RecordTooLarge(size, self.max_bytes)
+
+    def add(self, entry: Entry, now: float) -> list[Batch]:
+        """Add one entry; return the batches this closed (zero, one or two), oldest first.
+
+        Raises `RecordTooLarge` (and keeps nothing) when the entry alone exceeds `max_bytes`.
+        """
+        self.check(entry)
+        ready: list[Batch] = []
+        n = len(self._entries)
+        if n and self._encoder.body_size(n + 1, self._payload + len(entry.data)) > self.max_bytes:
+            ready.append(self._close())
+        if not self._entries:
+            self._started = now
+        self._entries.append(entry)
+        self._payload += len(entry.data)
+        if len(self._entries) >= self.max_records:
+            ready.append(self._close())
+        return ready
+
+    def poll(self, now: float) -> Batch | None:
+        """The open batch if its linger time has passed, else None."""
+        if self._started is not None and now >= self._started + self.linger:
+            return self._close()
+        return None
+
+    def flush(self) -> Batch | None:
+        """The open batch regardless of time, or None when empty."""
+        return self._close() if self._entries else None
+
+    def _close(self) -> Batch:
+        batch = Batch(tuple(self._entries), self._payload)
+        self._entries = []
+        self._payload = 0
+        self._started = None
+        return batch

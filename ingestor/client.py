@@ -1,0 +1,214 @@
+"""`NetwrixClient`: submit Activity Records, get them written, lose none.
+
+The client encodes each record once, cuts the fragments into batches (`Batcher`), and runs
+`max_in_flight` delivery tasks over one keep-alive connection pool. It keeps a ledger of every
+record it accepted that is not yet delivered or quarantined: after a halt (bad credentials, wrong
+URL, untrusted certificate) or on close, `pending()` returns exactly those records, so a caller
+(the durable spool, a test) can keep them. Nothing is dropped without a quarantine entry.
+
+Example:
+    >>> async with NetwrixClient(NetwrixConfig(url="https://nwx:9699"), BatchConfig()) as client:  # doctest: +SKIP
+    ...     for record in records:
+    ...         await client.submit(record)
+    ...     await client.flush()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
+
+import httpx
+
+from .batcher import Batch, Batcher, Entry
+from .config import BatchConfig, NetwrixConfig
+from .delivery import Delivery, DeliveryStats, Sink
+from .encoding import encoder_for
+from .errors import DeliveryError, RecordTooLarge
+from .records import ActivityRecord
+from .retry import Backoff
+from .sink import NetwrixSink
+
+log = logging.getLogger("nwsyslog.client")
+
+
+class Quarantine(Protocol):
+    """Where records that must not be sent again go, with the reason."""
+
+    def put(self, entry: Entry, reason: str) -> None:
+        """Keep `entry` with `reason`."""
+        ...
+
+
+@dataclass
+class MemoryQuarantine:
+    """A quarantine held in memory (tests, one-shot tools); the spool provides a durable one."""
+
+    items: list[tuple[Entry, str]] = field(default_factory=list)
+
+    def put(self, entry: Entry, reason: str) -> None:
+        self.items.append((entry, reason))
+
+
+class NetwrixClient:
+    """Batches and delivers records to the Integration API; see the module docstring."""
+
+    def __init__(
+        self,
+        netwrix: NetwrixConfig,
+        batching: BatchConfig,
+        *,
+        quarantine: Quarantine | None = None,
+        sink: Sink | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.encoder = encoder_for(netwrix.format)
+        self.quarantine: Quarantine = quarantine if quarantine is not None else MemoryQuarantine()
+        self._owned_sink = sink is None
+        self._sink: Sink = sink if sink is not None else NetwrixSink(netwrix, transport=transport)
+        self._batcher = Batcher(
+            self.encoder,
+            max_bytes=batching.max_batch_bytes,
+            max_records=batching.max_batch_records,
+            linger=batching.linger,
+        )
+        retry = netwrix.retry
+        self._delivery = Delivery(
+            self._sink,
+            self.encoder,
+            self,
+            backoff=Backoff(retry.base, retry.factor, retry.cap),
+            max_attempts=retry.max_attempts,
+        )
+        self._workers_n = netwrix.max_in_flight
+        self._clock = clock
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2 * netwrix.max_in_flight)
+        self._unsettled: dict[int, Entry] = {}
+        self._next_key = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._open_batch = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.error: DeliveryError | None = None
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """What the delivery loop did so far."""
+        return self._delivery.stats
+
+    async def start(self) -> None:
+        """Start the delivery tasks and the linger timer."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"nwsyslog-deliver-{i}") for i in range(self._workers_n)
+        ]
+        self._tasks.append(asyncio.create_task(self._linger(), name="nwsyslog-linger"))
+
+    async def __aenter__(self) -> NetwrixClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def submit(self, record: ActivityRecord) -> None:
+        """Accept one record. Waits while `2 * max_in_flight` batches are already queued."""
+        entry = Entry(self._next_key, self.encoder.encode(record))
+        self._next_key += 1
+        self._unsettled[entry.key] = entry  # type: ignore[index]
+        self._settled.clear()
+        try:
+            ready = self._batcher.add(entry, self._clock())
+        except RecordTooLarge as exc:
+            log.error("record %s quarantined: %s", entry.key, exc)
+            self.quarantined(entry, str(exc))
+            return
+        self._open_batch.set()
+        for batch in ready:
+            await self._queue.put(batch)
+
+    async def flush(self) -> None:
+        """Send the open batch now and wait until every accepted record is settled.
+
+        Raises the halting `DeliveryError` if delivery stopped; `pending()` then has the rest.
+        """
+        batch = self._batcher.flush()
+        if batch is not None:
+            await self._queue.put(batch)
+        await self._settled.wait()
+        if self.error is not None:
+            raise self.error
+
+    def pending(self) -> list[Entry]:
+        """Records accepted but neither delivered nor quarantined, in submission order."""
+        return [self._unsettled[k] for k in sorted(self._unsettled)]
+
+    async def aclose(self, timeout: float | None = None) -> list[Entry]:
+        """Flush (waiting up to `timeout` seconds, None = until settled), stop, return `pending()`."""
+        with contextlib.suppress(TimeoutError, DeliveryError):
+            await asyncio.wait_for(self.flush(), timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._owned_sink and isinstance(self._sink, NetwrixSink):
+            await self._sink.aclose()
+        left = self.pending()
+        if left:
+            log.warning("%d records were not delivered and are handed back to the caller", len(left))
+        return left
+
+    # DeliveryListener: the only signal that flows back.
+    def delivered(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            self._unsettled.pop(entry.key, None)  # type: ignore[call-overload]
+        if not self._unsettled:
+            self._settled.set()
+
+    def quarantined(self, entry: Entry, reason: str) -> None:
+        self.quarantine.put(entry, reason)
+        self._unsettled.pop(entry.key, None)  # type: ignore[call-overload]
+        if not self._unsettled:
+            self._settled.set()
+
+    async def _worker(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            try:
+                if self.error is None:
+                    await self._delivery.deliver(batch)
+            except DeliveryError as exc:
+                # Keep every record (they stay in the ledger) and stop sending: one loud message.
+                if self.error is None:
+                    self.error = exc
+                    log.error("delivery stopped, %d records kept: %s", len(self._unsettled), exc)
+                self._settled.set()
+            finally:
+                self._queue.task_done()
+
+    async def _linger(self) -> None:
+        while True:
+            await self._open_batch.wait()
+            deadline = self._batcher.deadline
+            if deadline is None:
+                self._open_batch.clear()
+                continue
+            delay = deadline - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            batch = self._batcher.poll(self._clock())
+            if batch is not None:
+                await self._queue.put(batch)

@@ -1,0 +1,188 @@
+"""The Netwrix Activity Record schema, as pydantic v2 models.
+
+This module is the one place that documents the Netwrix top-level fields. Limits follow the
+Integration API's input table: Who, Where, ObjectType, MonitoringPlan.Name and
+Detail.PropertyName are nvarchar(255); What, Workstation, DataSource, Before and After are
+unbounded. The `Action` enumeration is the 23 values Netwrix publishes, kept here and nowhere
+else.
+
+Every string is cleaned of characters XML 1.0 cannot carry (control characters other than TAB,
+CR and LF, lone surrogates, U+FFFE and U+FFFF): each becomes U+FFFD, so a hostile syslog line can
+never break serialization or reach the server.
+
+Example:
+    >>> from datetime import datetime, timezone
+    >>> r = ActivityRecord(Who="admin", Action="modified", What="running-config",
+    ...     When=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), Where="core-sw1",
+    ...     ObjectType="Configuration")
+    >>> r.Action
+    <Action.MODIFIED: 'Modified'>
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+NAMESPACE = "http://schemas.netwrix.com/api/v1/activity_records/"
+ERROR_NAMESPACE = "http://schemas.netwrix.com/api/v1/"
+
+
+class Action(StrEnum):
+    """The Action values Netwrix publishes. Lookup by value ignores case."""
+
+    ADDED = "Added"
+    ADD_FAILED = "Add (Failed Attempt)"
+    REMOVED = "Removed"
+    REMOVE_FAILED = "Remove (Failed Attempt)"
+    MODIFIED = "Modified"
+    MODIFY_FAILED = "Modify (Failed Attempt)"
+    READ = "Read"
+    READ_FAILED = "Read (Failed Attempt)"
+    MOVED = "Moved"
+    MOVE_FAILED = "Move (Failed Attempt)"
+    RENAMED = "Renamed"
+    RENAME_FAILED = "Rename (Failed Attempt)"
+    CHECKED_IN = "Checked in"
+    CHECKED_OUT = "Checked out"
+    DISCARD_CHECK_OUT = "Discard check out"
+    SUCCESSFUL_LOGON = "Successful Logon"
+    FAILED_LOGON = "Failed Logon"
+    LOGOFF = "Logoff"
+    COPIED = "Copied"
+    SENT = "Sent"
+    SESSION_START = "Session start"
+    SESSION_END = "Session end"
+    ACTIVATED = "Activated"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Action | None:
+        if isinstance(value, str):
+            return _ACTION_BY_FOLDED.get(" ".join(value.split()).casefold())
+        return None
+
+
+_ACTION_BY_FOLDED: dict[str, Action] = {a.value.casefold(): a for a in Action}
+
+# Everything XML 1.0 allows is: TAB, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF.
+_XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+REPLACEMENT = "\ufffd"
+
+
+def clean_xml_text(value: object) -> object:
+    """Replace every character XML 1.0 cannot carry with U+FFFD; other values pass through."""
+    if isinstance(value, str) and _XML_ILLEGAL.search(value) is not None:
+        return _XML_ILLEGAL.sub(REPLACEMENT, value)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(clean_xml_text)]
+RequiredText = Annotated[str, BeforeValidator(clean_xml_text), Field(min_length=1)]
+Name255 = Annotated[str, BeforeValidator(clean_xml_text), Field(min_length=1, max_length=255)]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class Detail(BaseModel):
+    """One DetailList entry: a property and its value before and after."""
+
+    model_config = _FROZEN
+
+    PropertyName: Name255
+    Before: Text | None = None
+    After: Text | None = None
+
+
+class MonitoringPlanRef(BaseModel):
+    """The Netwrix monitoring plan the record belongs to (it must exist on the server)."""
+
+    model_config = _FROZEN
+
+    Name: Name255
+    ID: Text | None = None
+
+
+class ItemRef(BaseModel):
+    """The monitoring plan item, conventionally "name (Integration)"."""
+
+    model_config = _FROZEN
+
+    Name: RequiredText
+
+
+class ActivityRecord(BaseModel):
+    """One Netwrix Activity Record (input form).
+
+    `When` must be timezone-aware; it is written as UTC with a `Z` suffix.
+    """
+
+    model_config = _FROZEN
+
+    Who: Name255
+    Action: Action
+    What: RequiredText
+    When: AwareDatetime
+    Where: Name255
+    ObjectType: Name255
+    Workstation: Text | None = None
+    MonitoringPlan: MonitoringPlanRef | None = None
+    DataSource: Text | None = None
+    Item: ItemRef | None = None
+    IsArchiveOnly: bool | None = None
+    DetailList: tuple[Detail, ...] = ()
+
+
+Record = ActivityRecord
+
+
+def format_when(when: datetime) -> str:
+    """ISO 8601 in UTC with `Z`, microseconds only when present: `2026-01-02T03:04:05Z`."""
+    utc = when.astimezone(UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_fields(record: ActivityRecord) -> list[tuple[str, object]]:
+    """The record's present fields in the one stable wire order, values in wire form.
+
+    Scalars become `str` (IsArchiveOnly stays `bool`); MonitoringPlan, Item and Detail become
+    lists of (name, str) pairs; DetailList becomes a list of such lists. Both encoders walk this, so XML and JSON always
+    carry the same fields in the same order.
+    """
+    out: list[tuple[str, object]] = [
+        ("Who", record.Who),
+        ("Action", record.Action.value),
+        ("What", record.What),
+        ("When", format_when(record.When)),
+        ("Where", record.Where),
+        ("ObjectType", record.ObjectType),
+    ]
+    if record.Workstation is not None:
+        out.append(("Workstation", record.Workstation))
+    if record.MonitoringPlan is not None:
+        plan: list[tuple[str, str]] = [("Name", record.MonitoringPlan.Name)]
+        if record.MonitoringPlan.ID is not None:
+            plan.append(("ID", record.MonitoringPlan.ID))
+        out.append(("MonitoringPlan", plan))
+    if record.DataSource is not None:
+        out.append(("DataSource", record.DataSource))
+    if record.Item is not None:
+        out.append(("Item", [("Name", record.Item.Name)]))
+    if record.IsArchiveOnly is not None:
+        out.append(("IsArchiveOnly", record.IsArchiveOnly))
+    if record.DetailList:
+        details: list[list[tuple[str, str]]] = []
+        for d in record.DetailList:
+            pairs: list[tuple[str, str]] = [("PropertyName", d.PropertyName)]
+            if d.Before is not None:
+                pairs.append(("Before", d.Before))
+            if d.After is not None:
+                pairs.append(("After", d.After))
+            details.append(pairs)
+        out.append(("DetailList", details))
+    return out

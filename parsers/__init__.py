@@ -1,0 +1,1 @@
+"""Syslog framing and parsing, and the YAML rule engine (input path)."""
