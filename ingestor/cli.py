@@ -28,7 +28,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nwsyslog")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
 def main(log_level: str) -> None:
     """Syslog from Cisco IOS and Linux hosts into Netwrix Auditor Activity Records."""
     logging.basicConfig(
@@ -42,7 +44,7 @@ def main(log_level: str) -> None:
 @click.option("--user", default=None, metavar="NAME:PASSWORD", help="Require this user (401 otherwise).")
 @click.option("--auth-scheme", type=click.Choice(["basic", "digest"]), default="basic", show_default=True)
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=None, help="Answer 413 above this size.")
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of writes failed.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Writes to fail (0-1).")
 @click.option("--fail-status", type=click.Choice(["500", "503"]), default="503", show_default=True)
 @click.option(
     "--fail-phase",

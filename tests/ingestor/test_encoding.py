@@ -1,0 +1,111 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from ingestor.encoding import JsonEncoder, XmlEncoder
+from ingestor.records import NAMESPACE, clean_xml_text
+from ingestor.schema import activity_records_schema
+from tests.conftest import make_record
+
+NS = {"a": NAMESPACE}
+
+
+def parse(body: bytes) -> etree._Element:
+    return etree.fromstring(body, etree.XMLParser(resolve_entities=False))
+
+
+def test_xml_body_is_valid_against_the_xsd_and_carries_every_field():
+    enc = XmlEncoder()
+    record = make_record(7, DataSource="Syslog", IsArchiveOnly=False, MonitoringPlan={"Name": "Net", "ID": "{42}"})
+    body = enc.join([enc.encode(record), enc.encode(make_record(8))])
+    assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<ActivityRecordList xmlns="')
+    root = parse(body)
+    activity_records_schema().assertValid(root)
+    first = root[0]
+    assert first.findtext("a:Who", namespaces=NS) == record.Who
+    assert first.findtext("a:When", namespaces=NS) == "2026-11-22T12:00:07Z"
+    assert first.findtext("a:MonitoringPlan/a:ID", namespaces=NS) == "{42}"
+    assert first.findtext("a:IsArchiveOnly", namespaces=NS) == "false"
+    assert first.findtext("a:DetailList/a:Detail/a:After", namespaces=NS) == "vty0"
+    assert len(root) == 2
+
+
+def test_fragments_are_deterministic_bytes():
+    for enc in (XmlEncoder(), JsonEncoder()):
+        assert enc.encode(make_record(3)) == enc.encode(make_record(3))
+        assert enc.encode(make_record(3)) != enc.encode(make_record(4))
+
+
+@pytest.mark.parametrize("enc", [XmlEncoder(), JsonEncoder()], ids=["xml", "json"])
+@pytest.mark.parametrize("n", [0, 1, 2, 17])
+def test_body_size_is_exact(enc, n):
+    fragments = [enc.encode(make_record(i)) for i in range(n)]
+    assert enc.body_size(n, sum(map(len, fragments))) == len(enc.join(fragments))
+
+
+def test_json_body_is_an_array_with_the_api_shape():
+    enc = JsonEncoder()
+    body = enc.join([enc.encode(make_record(1, IsArchiveOnly=True)), enc.encode(make_record(2))])
+    data = json.loads(body)
+    assert isinstance(data, list) and len(data) == 2
+    assert data[0]["MonitoringPlan"] == {"Name": "Network devices"}
+    assert data[0]["DetailList"] == [{"PropertyName": "Line", "After": "vty0"}]
+    assert data[0]["IsArchiveOnly"] is True
+    assert data[0]["When"] == "2026-11-22T12:00:01Z"
+
+
+def test_xml_and_json_carry_the_same_fields():
+    record = make_record(5, DataSource="Syslog")
+    xml_root = parse(XmlEncoder().join([XmlEncoder().encode(record)]))[0]
+    json_obj = json.loads(JsonEncoder().encode(record))
+    assert [etree.QName(c).localname for c in xml_root] == list(json_obj)
+
+
+@pytest.mark.parametrize("payload", ["</Who><Who>evil", "<![CDATA[x]]>", "&amp;&lt;", '"><Action>Removed</Action>'])
+def test_markup_in_values_cannot_inject_xml(payload):
+    enc = XmlEncoder()
+    root = parse(enc.join([enc.encode(make_record(Who=payload, What=payload))]))
+    activity_records_schema().assertValid(root)
+    record = root[0]
+    assert len(record.findall("a:Who", NS)) == 1
+    assert record.findtext("a:Who", namespaces=NS) == payload
+    assert record.findtext("a:Action", namespaces=NS) == "Successful Logon"
+
+
+# Property (b): arbitrary Unicode, including characters XML cannot carry, in any string field.
+any_text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), min_size=1, max_size=60)
+STRING_FIELDS = ["Who", "What", "Where", "ObjectType", "Workstation", "DataSource"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([*STRING_FIELDS, "Item", "Plan", "Detail"]), text=any_text)
+def test_any_unicode_serializes_to_xml_the_xsd_accepts(field, text):
+    if field == "Item":
+        record = make_record(Item={"Name": text})
+    elif field == "Plan":
+        record = make_record(MonitoringPlan={"Name": text, "ID": text})
+    elif field == "Detail":
+        record = make_record(DetailList=[{"PropertyName": text, "Before": text, "After": text}])
+    else:
+        record = make_record(**{field: text})
+    enc = XmlEncoder()
+    root = parse(enc.join([enc.encode(record)]))
+    activity_records_schema().assertValid(root)
+    expected = clean_xml_text(text)
+    texts = [e.text for e in root.iter() if e.text is not None]
+    assert expected in texts
+    # JSON serialization never fails either and round-trips the cleaned value.
+    assert expected in strings(json.loads(JsonEncoder().encode(record)))
+
+
+def strings(value):
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
