@@ -93,6 +93,17 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the stop signal after a graceful shutdown: a stopped
+    emulator exits 0 instead of dying of the signal it already handled."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 class EmulatorServer:
     """The emulator bound to a socket; `serve()` runs it until `stop()`.
 
@@ -123,7 +134,7 @@ class EmulatorServer:
             ssl_certfile=str(cert.cert_file) if cert else None,
             ssl_keyfile=str(cert.key_file) if cert else None,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
 
     async def serve(self) -> None:
         """Serve until `stop()` (or a signal, when run on the main thread)."""
