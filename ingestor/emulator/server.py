@@ -64,9 +64,7 @@ def self_signed_certificate(directory: Path, hosts: list[str]) -> Certificate:
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.touch(mode=0o600)
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return Certificate(
         cert_file, key_file, cert.fingerprint(hashes.SHA1()).hex(), cert.fingerprint(hashes.SHA256()).hex()
@@ -174,4 +172,3 @@ class EmulatorServer:
             finally:
                 server.stop()
                 thread.join(10)
-

@@ -164,9 +164,7 @@ def test_enum_default_page_is_1000_and_the_last_page_has_no_mark(emulator):
         post(server, xml_body([make_record(chunk * 500 + i) for i in range(500)]))
     page = httpx.get(server.base_url + f"{API}/enum", params={"format": "json"}).json()
     assert len(page["ActivityRecordList"]) == 1000 and "ContinuationMark" in page
-    rest = httpx.post(
-        server.base_url + f"{API}/enum", params={"format": "json"}, json=page["ContinuationMark"]
-    ).json()
+    rest = httpx.post(server.base_url + f"{API}/enum", params={"format": "json"}, json=page["ContinuationMark"]).json()
     assert len(rest["ActivityRecordList"]) == 500 and "ContinuationMark" not in rest
 
 
@@ -341,7 +339,9 @@ def test_cli_port_in_use_exits_3():
         port = url.rsplit(":", 1)[1]
         result = subprocess.run(
             [sys.executable, "-m", "ingestor.cli", "emulator", "--listen", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert result.returncode == 3 and "cannot listen" in result.stderr
     finally:

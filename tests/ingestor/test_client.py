@@ -89,7 +89,7 @@ def test_record_larger_than_max_batch_bytes_is_quarantined_never_sent(emulator):
     netwrix = NetwrixConfig(url=server.base_url)
     batching = BatchConfig(max_batch_bytes=4096, linger=0.05)
     records = [make_record(0), make_record(1, What="x" * 5000), make_record(2)]
-    client, error, pending = submit_all(netwrix, batching, records, quarantine)
+    _client, error, pending = submit_all(netwrix, batching, records, quarantine)
     assert error is None and pending == []
     [(entry, reason)] = quarantine.items
     assert entry.key == 1 and b"x" * 5000 in entry.data
@@ -103,7 +103,7 @@ def test_401_stops_sending_and_hands_every_record_back(emulator):
         url=server.base_url, auth=AuthConfig(method="basic", username="writer", password="wrong"), max_in_flight=2
     )
     batching = BatchConfig(max_batch_records=10, linger=0.05)
-    client, error, pending = submit_all(netwrix, batching, [make_record(i) for i in range(95)])
+    _client, error, pending = submit_all(netwrix, batching, [make_record(i) for i in range(95)])
     assert isinstance(error, AuthError)
     assert [e.key for e in pending] == list(range(95))
     assert server.emulator.store.total == 0
