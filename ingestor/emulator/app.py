@@ -103,17 +103,22 @@ class Emulator:
             self.stats["faults"] += 1
             return self._answer(self.settings.fail_status)
         try:
-            parsed = await anyio.to_thread.run_sync(validate_write, body, fmt, limiter=self._limiter)
+            count = await anyio.to_thread.run_sync(self._ingest, body, fmt, limiter=self._limiter)
         except BodyError as exc:
             self.stats["rejected_requests"] += 1
             return self._error(exc, fmt)
-        await anyio.to_thread.run_sync(self.store.append, fmt, body, parsed.count, limiter=self._limiter)
-        self.stats["records"] += parsed.count
+        self.stats["records"] += count
         if self._fault() and self.settings.fail_phase == "after":
             # The records are stored but the client is told otherwise: a retry duplicates them.
             self.stats["faults"] += 1
             return self._answer(self.settings.fail_status)
         return self._answer(200)
+
+    def _ingest(self, body: bytes, fmt: str) -> int:
+        """Validate and store one write body (on a worker thread); return its record count."""
+        count = validate_write(body, fmt).count
+        self.store.append(fmt, body, count)
+        return count
 
     async def enum(self, request: Request) -> Response:
         """GET/POST .../enum: page through every stored record in arrival order."""

@@ -39,11 +39,26 @@ class ParsedBody:
     count: int
 
 
+def _in_declared_order(xsd: bytes) -> bytes:
+    """The same schema with every xs:all turned into an xs:sequence in declaration order.
+
+    It accepts a subset of what the real schema accepts (same elements, types and occurrences,
+    one order), and libxml2 checks a sequence about twice as fast as an xs:all. The XSD declares
+    children in the order nwsyslog's encoders emit them.
+    """
+    return xsd.replace(b"<xs:all>", b"<xs:sequence>").replace(b"</xs:all>", b"</xs:sequence>")
+
+
 class _ThreadState(threading.local):
     def __init__(self) -> None:
-        self.parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-        # A copy per thread: lxml validators record errors on the instance.
+        # No entities, no network (hostile bodies); no xml:id table and no comments (XSD ignores
+        # both, and skipping them makes parsing about a third cheaper).
+        self.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, huge_tree=False, collect_ids=False, remove_comments=True
+        )
+        # One copy per thread: lxml validators record errors on the instance.
         self.schema = etree.XMLSchema(etree.fromstring(xsd_bytes()))
+        self.fast_schema = etree.XMLSchema(etree.fromstring(_in_declared_order(xsd_bytes())))
 
 
 _state = _ThreadState()
@@ -63,7 +78,9 @@ def validate_tree(root: etree._Element, *, from_json: bool = False) -> int:
     Locations name the element path (`/ActivityRecordList/ActivityRecord[3]/Action`, 1-based),
     plus the line for XML bodies (a tree built from JSON has no lines).
     """
-    schema = _state.schema
+    if _state.fast_schema.validate(root):
+        return len(root)  # valid in the declared order, hence valid in any order
+    schema = _state.schema  # the authoritative verdict, and its error messages
     if not schema.validate(root):
         category = "InputError" if from_json else "XMLError"
         errors = [

@@ -346,3 +346,16 @@ def test_cli_port_in_use_exits_3():
         assert result.returncode == 3 and "cannot listen" in result.stderr
     finally:
         stop_cli(proc)
+
+
+def test_fast_order_schema_only_ever_accepts_what_the_real_schema_accepts():
+    from ingestor.emulator.wire import _state
+
+    body = xml_body([make_record(i, DataSource="d", IsArchiveOnly=True) for i in range(3)])
+    root = etree.fromstring(body)
+    assert _state.fast_schema.validate(root) and _state.schema.validate(root)
+    swapped = etree.fromstring(
+        body.replace(b"<Who>user0</Who>", b"", 1).replace(b"</Action>", b"</Action><Who>user0</Who>", 1)
+    )
+    assert not _state.fast_schema.validate(swapped)  # other order: the fast path declines ...
+    assert _state.schema.validate(swapped)  # ... and the real schema accepts
