@@ -1,0 +1,101 @@
+import sys
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, TlsConfig
+from ingestor.errors import ConfigError
+from ingestor.sink import build_auth, error_list_text
+
+
+def test_defaults_are_safe():
+    config = NetwrixConfig()
+    assert config.tls.mode == "system"  # never "no check" by default
+    assert config.write_url == "https://localhost:9699/netwrix/api/v1/activity_records/"
+    assert BatchConfig().max_batch_records == 1000
+    assert BatchConfig().max_batch_bytes < 50_000_000
+
+
+def test_json_format_adds_the_query_and_write_path_is_configurable():
+    config = NetwrixConfig(url="https://nwx:9699/", format="json", write_path="/netwrix/api/v1/activity_records/write")
+    assert config.write_url == "https://nwx:9699/netwrix/api/v1/activity_records/write?format=json"
+
+
+@pytest.mark.parametrize("url", ["nwx:9699", "ftp://nwx", "https://"])
+def test_bad_urls_are_refused(url):
+    with pytest.raises(ValidationError, match="url"):
+        NetwrixConfig(url=url)
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(ValidationError, match="extra"):
+        NetwrixConfig(urll="https://x")
+
+
+def test_max_batch_records_cannot_exceed_the_documented_maximum():
+    with pytest.raises(ValidationError):
+        BatchConfig(max_batch_records=1001)
+
+
+@pytest.mark.parametrize(
+    ("given", "normalized"),
+    [
+        ("AB:CD:" + "EF:" * 17 + "01", "abcd" + "ef" * 17 + "01"),
+        ("ab cd " + "ef " * 29 + "01", "abcd" + "ef" * 29 + "01"),
+        ("a" * 64, "a" * 64),
+    ],
+)
+def test_thumbprints_are_normalized(given, normalized):
+    assert TlsConfig(mode="thumbprint", thumbprint=given).thumbprint == normalized
+
+
+@pytest.mark.parametrize("bad", ["zz" * 20, "ab" * 19, "ab" * 33, ""])
+def test_bad_thumbprints_are_refused_with_the_expected_form(bad):
+    with pytest.raises(ValidationError, match="SHA-1"):
+        TlsConfig(mode="thumbprint", thumbprint=bad)
+
+
+def test_tls_modes_require_their_parameter():
+    with pytest.raises(ValidationError, match="ca_file"):
+        TlsConfig(mode="ca_file")
+    with pytest.raises(ValidationError, match="thumbprint"):
+        TlsConfig(mode="thumbprint")
+
+
+def test_auth_needs_a_username_and_hides_the_password():
+    with pytest.raises(ValidationError, match="username"):
+        AuthConfig(method="basic")
+    auth = AuthConfig(method="basic", username="u", password="hunter2")
+    assert "hunter2" not in repr(auth) and "hunter2" not in str(NetwrixConfig(auth=auth))
+
+
+def test_auth_objects():
+    assert build_auth(AuthConfig(method="none")) is None
+    assert isinstance(build_auth(AuthConfig(method="basic", username="u", password="p")), httpx.BasicAuth)
+    assert isinstance(build_auth(AuthConfig(method="digest", username="u", password="p")), httpx.DigestAuth)
+
+
+def test_ntlm_without_the_extra_is_a_config_error_naming_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "httpx_ntlm", None)  # makes the import fail
+    with pytest.raises(ConfigError, match=r"nwsyslog\[ntlm\]"):
+        build_auth(AuthConfig(method="ntlm", username="DOMAIN\\u", password="p"))
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "text"),
+    [
+        (
+            b'<ErrorList xmlns="http://schemas.netwrix.com/api/v1/"><Error><Category>XMLError</Category>'
+            b"<Description>bad Action</Description><Location>line 3</Location></Error></ErrorList>",
+            "application/xml",
+            "XMLError: bad Action (at line 3)",
+        ),
+        (b'{"ErrorList":[{"Category":"InputError","Description":"no Who"}]}', "application/json", "InputError: no Who"),
+        (b"plain words", "text/plain", "plain words"),
+        (b"", "text/plain", ""),
+        (b"<unclosed", "application/xml", "<unclosed"),
+    ],
+)
+def test_error_list_text(body, content_type, text):
+    assert error_list_text(body, content_type) == text
