@@ -126,7 +126,9 @@ class NetwrixClient:
         entry = Entry(self._next_key, self.encoder.encode(record))
         self._next_key += 1
         self._unsettled[entry.key] = entry  # type: ignore[index]
-        self._settled.clear()
+        if self.error is None:
+            # After a halt nothing will settle this record: flush() must not wait for it.
+            self._settled.clear()
         try:
             ready = self._batcher.add(entry, self._clock())
         except RecordTooLarge as exc:
@@ -189,6 +191,8 @@ class NetwrixClient:
             try:
                 if self.error is None:
                     await self._delivery.deliver(batch)
+                else:
+                    self._settled.set()  # halted: the batch stays in the ledger, unsent
             except DeliveryError as exc:
                 # Keep every record (they stay in the ledger) and stop sending: one loud message.
                 if self.error is None:

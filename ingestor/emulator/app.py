@@ -69,9 +69,11 @@ class Emulator:
     def _fault(self) -> bool:
         return self.settings.fail_rate > 0 and self._rng.random() < self.settings.fail_rate
 
-    def _answer(self, status: int, body: bytes = b"", media_type: str = "text/plain", **headers: str) -> Response:
+    def _answer(
+        self, status: int, body: bytes = b"", media_type: str = "text/plain", headers: dict[str, str] | None = None
+    ) -> Response:
         self.stats[f"status_{status}"] += 1
-        return Response(body, status_code=status, media_type=media_type, headers=headers or None)
+        return Response(body, status_code=status, media_type=media_type, headers=headers)
 
     def _error(self, exc: BodyError, fmt: str) -> Response:
         if not exc.errors:
@@ -86,7 +88,7 @@ class Emulator:
             uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             if not self.auth.check(request.headers.get("authorization"), request.method, uri):
                 await _drain(request)
-                return self._answer(401, **{"WWW-Authenticate": self.auth.challenge()})
+                return self._answer(401, headers={"WWW-Authenticate": self.auth.challenge()})
         if self.settings.latency_ms > 0:
             await asyncio.sleep(self.settings.latency_ms / 1000)
         return None
@@ -271,6 +273,6 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: empty, 405: empty}
-    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.emulator = emulator
     return app

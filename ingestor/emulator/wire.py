@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -85,7 +85,7 @@ def validate_tree(root: etree._Element, *, from_json: bool = False) -> int:
         category = "InputError" if from_json else "XMLError"
         errors = [
             (category, e.message, _describe(root, e.path, None if from_json else e.line))
-            for e in list(schema.error_log)[:MAX_REPORTED_ERRORS]
+            for e in list(cast("Iterable[etree._LogEntry]", schema.error_log))[:MAX_REPORTED_ERRORS]
         ]
         raise BodyError(400, errors)
     return len(root)
@@ -95,7 +95,7 @@ def _describe(root: etree._Element, path: str | None, line: int | None) -> str:
     """`ActivityRecord 3 (line 7), field Action` from a libxml2 error path such as /*/*[3]/*[2]."""
     parts: list[str] = []
     try:
-        found = root.getroottree().xpath(path) if path else []
+        found = cast("list[object]", root.getroottree().xpath(path)) if path else []
     except etree.XPathError:
         found = []
     if found and isinstance(found[0], etree._Element):
@@ -149,7 +149,7 @@ def json_to_tree(data: Any) -> etree._Element:
     """Build the ActivityRecordList tree of a JSON write body, checking JSON types on the way."""
     if not isinstance(data, list):
         raise BodyError(400, [("InputError", "the body must be a JSON array of Activity Records", "body")])
-    root = etree.Element(NS + "ActivityRecordList", nsmap={None: NAMESPACE})
+    root = etree.Element(NS + "ActivityRecordList", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
     for i, obj in enumerate(data):
         where = f"record {i}"
         if not isinstance(obj, dict):
@@ -229,7 +229,7 @@ def dict_to_element(record: dict[str, Any]) -> etree._Element:
 
 def records_xml(records: Iterable[dict[str, Any]], mark: str | None) -> bytes:
     """An enum/search XML response: ContinuationMark first (when given), then the records."""
-    root = etree.Element(NS + "ActivityRecordList", nsmap={None: NAMESPACE})
+    root = etree.Element(NS + "ActivityRecordList", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
     if mark is not None:
         etree.SubElement(root, NS + "ContinuationMark").text = mark
     for record in records:
@@ -251,7 +251,7 @@ def error_list(errors: list[tuple[str, str, str]], fmt: str) -> bytes:
         items = [{"Category": c, "Description": d, "Location": loc} for c, d, loc in errors]
         return json.dumps({"ErrorList": items}, ensure_ascii=False).encode("utf-8")
     ens = "{" + ERROR_NAMESPACE + "}"
-    root = etree.Element(ens + "ErrorList", nsmap={None: ERROR_NAMESPACE})
+    root = etree.Element(ens + "ErrorList", nsmap={None: ERROR_NAMESPACE})  # type: ignore[dict-item]
     for category, description, location in errors:
         err = etree.SubElement(root, ens + "Error")
         etree.SubElement(err, ens + "Category").text = category

@@ -125,3 +125,29 @@ def test_aclose_returns_what_could_not_be_delivered(emulator):
     left = run(go())
     assert [e.key for e in left] == [0, 1, 2, 3, 4]
     assert server.emulator.store.total == 0
+
+
+def test_records_submitted_after_a_halt_are_kept_and_flush_does_not_hang(emulator):
+    server = emulator(user=("writer", "right"))
+    netwrix = NetwrixConfig(url=server.base_url, auth=AuthConfig(method="basic", username="writer", password="bad"))
+
+    async def go():
+        async with NetwrixClient(netwrix, BatchConfig(max_batch_records=2, linger=0.01)) as client:
+            await client.submit(make_record(0))
+            first = await asyncio.wait_for(_flush_error(client), 10)
+            for i in range(1, 6):
+                await client.submit(make_record(i))
+            second = await asyncio.wait_for(_flush_error(client), 10)  # used to wait forever
+            return first, second, [e.key for e in client.pending()]
+
+    first, second, pending = run(go())
+    assert isinstance(first, AuthError) and second is first
+    assert pending == [0, 1, 2, 3, 4, 5]
+
+
+async def _flush_error(client):
+    try:
+        await client.flush()
+    except AuthError as exc:
+        return exc
+    return None
