@@ -15,15 +15,12 @@ import argparse
 import asyncio
 import os
 import platform
-import re
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from ingestor.emulator.process import EmulatorProcess
 from ingestor.encoding import JsonEncoder, XmlEncoder
 from ingestor.loop import run
 from ingestor.records import ActivityRecord
@@ -71,17 +68,8 @@ async def _post_loop(url: str, body: bytes, deadline: float, counts: list[int]) 
 
 
 def bench_emulator(seconds: float, connections: int) -> dict[str, float]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingestor.cli", "emulator", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        match = re.search(r"listening on (\S+)", proc.stdout.readline() if proc.stdout else "")
-        if match is None:
-            raise SystemExit("the emulator did not start")
-        base = match.group(1)
+    with EmulatorProcess() as emulator:
+        base = emulator.url
         enc = XmlEncoder()
         body = enc.join([enc.encode(ActivityRecord(**record_fields(i))) for i in range(1000)])  # type: ignore[arg-type]
         url = f"{base}/netwrix/api/v1/activity_records/"
@@ -103,13 +91,6 @@ def bench_emulator(seconds: float, connections: int) -> dict[str, float]:
             "emulator write records/s": stored / elapsed,
             "request body bytes": float(len(body)),
         }
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def main() -> None:

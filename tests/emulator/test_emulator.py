@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from lxml import etree
 
 from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.emulator.app import API
+from ingestor.emulator.process import EmulatorProcess
 from ingestor.encoding import JsonEncoder, XmlEncoder
 from ingestor.records import ERROR_NAMESPACE, NAMESPACE
 from tests.conftest import enum_all, make_record
@@ -264,35 +264,9 @@ def test_latency_is_injected(emulator):
 # The command line, as a user runs it.
 
 
-def start_cli(*args):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingestor.cli", "emulator", "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (\S+)", line)
-    if match is None:
-        proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"the emulator did not start: {line!r} {err}")
-    return proc, match.group(1)
-
-
-def stop_cli(proc):
-    """SIGINT, as Ctrl-C would; wait, drain and close the pipes; return the exit code."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-    return proc.returncode
-
-
 def test_cli_emulator_answers_200_400_413_401(tmp_path):
-    proc, url = start_cli("--user", "admin:secret", "--max-body-bytes", "4096", "--db", str(tmp_path / "e.db"))
+    emu = EmulatorProcess("--user", "admin:secret", "--max-body-bytes", "4096", "--db", str(tmp_path / "e.db"))
+    url = emu.url
     try:
         write = url + f"{API}/"
         ok = xml_body([make_record(1)])
@@ -306,18 +280,15 @@ def test_cli_emulator_answers_200_400_413_401(tmp_path):
         enum = httpx.get(url + f"{API}/enum?format=json", auth=("admin", "secret")).json()
         assert len(enum["ActivityRecordList"]) == 1
     finally:
-        assert stop_cli(proc) == 0
+        assert emu.stop() == 0
 
 
 def test_cli_tls_prints_thumbprints_a_client_can_pin():
-    proc, url = start_cli("--tls")
-    try:
-        assert url.startswith("https://")
-        lines = [proc.stdout.readline() for _ in range(6)]
+    with EmulatorProcess("--tls") as emu:
+        assert emu.url.startswith("https://")
+        lines = [emu.readline() for _ in range(6)]
         sha256 = next(line.split()[-1] for line in lines if "SHA-256" in line)
         assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", sha256)
-    finally:
-        stop_cli(proc)
 
 
 @pytest.mark.parametrize(
@@ -334,9 +305,8 @@ def test_cli_bad_options_exit_2_with_one_clear_message(args, message):
 
 
 def test_cli_port_in_use_exits_3():
-    proc, url = start_cli()
-    try:
-        port = url.rsplit(":", 1)[1]
+    with EmulatorProcess() as emu:
+        port = emu.url.rsplit(":", 1)[1]
         result = subprocess.run(
             [sys.executable, "-m", "ingestor.cli", "emulator", "--listen", f"127.0.0.1:{port}"],
             capture_output=True,
@@ -344,8 +314,6 @@ def test_cli_port_in_use_exits_3():
             timeout=30,
         )
         assert result.returncode == 3 and "cannot listen" in result.stderr
-    finally:
-        stop_cli(proc)
 
 
 def test_fast_order_schema_only_ever_accepts_what_the_real_schema_accepts():
