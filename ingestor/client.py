@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -90,7 +90,8 @@ class NetwrixClient:
         self._workers_n = netwrix.max_in_flight
         self._clock = clock
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2 * netwrix.max_in_flight)
-        self._unsettled: dict[int, Entry] = {}
+        # Insertion order is submission order.
+        self._unsettled: dict[Hashable, Entry] = {}
         self._next_key = 0
         self._settled = asyncio.Event()
         self._settled.set()
@@ -125,7 +126,7 @@ class NetwrixClient:
         """Accept one record. Waits while `2 * max_in_flight` batches are already queued."""
         entry = Entry(self._next_key, self.encoder.encode(record))
         self._next_key += 1
-        self._unsettled[entry.key] = entry  # type: ignore[index]
+        self._unsettled[entry.key] = entry
         if self.error is None:
             # After a halt nothing will settle this record: flush() must not wait for it.
             self._settled.clear()
@@ -153,7 +154,7 @@ class NetwrixClient:
 
     def pending(self) -> list[Entry]:
         """Records accepted but neither delivered nor quarantined, in submission order."""
-        return [self._unsettled[k] for k in sorted(self._unsettled)]
+        return list(self._unsettled.values())
 
     async def aclose(self, timeout: float | None = None) -> list[Entry]:
         """Flush (waiting up to `timeout` seconds, None = until settled), stop, return `pending()`."""
@@ -174,14 +175,15 @@ class NetwrixClient:
 
     # DeliveryListener: the only signal that flows back.
     def delivered(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            self._unsettled.pop(entry.key, None)  # type: ignore[call-overload]
-        if not self._unsettled:
-            self._settled.set()
+        self._settle(entries)
 
     def quarantined(self, entry: Entry, reason: str) -> None:
         self.quarantine.put(entry, reason)
-        self._unsettled.pop(entry.key, None)  # type: ignore[call-overload]
+        self._settle((entry,))
+
+    def _settle(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            self._unsettled.pop(entry.key, None)
         if not self._unsettled:
             self._settled.set()
 
