@@ -1,0 +1,340 @@
+"""Syslog message parsing: RFC 5424, and RFC 3164 as real devices send it.
+
+`parse_syslog()` never raises on input: whatever the bytes, it returns a `Message`. When the
+header cannot be understood the whole line becomes the text and `parse_error` says why, so the
+caller can count it and rules can still look at it.
+
+RFC 3164 variants handled (all seen in the wild, most from Cisco IOS):
+
+- no PRI (lines read from files);
+- Cisco sequence numbers (`123: `), before or after the hostname, and a second one from a relay;
+- `*` (clock not synced) and `.` (synced by NTP but not authoritative) markers;
+- milliseconds/microseconds, a year after the day (`Jan 16 2022 22:11:43`) or first
+  (`2024 Aug 27 21:40:50`), ISO 8601 timestamps, a colon after the timestamp;
+- time zone names and offsets after the time (`UTC`, `CEST`, `mdt`, `UTC+07:30`, `+0200`);
+- a missing hostname, an IP address, a hostname ending in `:` (`sw01: `);
+- a device uptime (`2y10w: `) instead of a timestamp, an IOS-XR card location
+  (`RP/0/RP0/CPU0:`), a task name (`*Dot1x_Task_0: `);
+- a missing year (taken from the receive time, with December messages received in January
+  placed in the previous year), and a per-source time zone for timestamps without one.
+
+The Cisco `%FACILITY-SEVERITY-MNEMONIC:` tag is split out into `Message.mnemonic`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+FACILITIES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "security", "console", "solaris-cron",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)  # fmt: skip
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+@dataclass(slots=True)
+class Message:
+    """One parsed syslog message. Field names follow RFC 5424."""
+
+    received_at: datetime
+    source: str = ""
+    facility: int | None = None
+    severity: int | None = None
+    timestamp: datetime | None = None
+    hostname: str | None = None
+    program: str | None = None
+    pid: str | None = None
+    msgid: str | None = None
+    structured_data: dict[str, dict[str, str]] = field(default_factory=dict)
+    text: str = ""
+    mnemonic: str | None = None
+    sequence: int | None = None
+    version: int = 0
+    parse_error: str | None = None
+
+    @property
+    def host(self) -> str:
+        """The best name for where the event happened: hostname, else the source address."""
+        return self.hostname or self.source
+
+
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
+                                        "jul", "aug", "sep", "oct", "nov", "dec"), 1)}  # fmt: skip
+_MONTHS.update({"mär": 3, "mrz": 3, "mai": 5, "okt": 10, "dez": 12})  # German, as some hosts log
+
+# Abbreviations devices print after the time. Ambiguous ones (IST, CST) take the most common
+# network-gear meaning: CST = US Central; IST = India.
+_TZ_HOURS = {
+    "utc": 0, "gmt": 0, "z": 0, "ut": 0, "wet": 0, "bst": 1, "west": 1, "cet": 1, "met": 1, "cest": 2,
+    "mest": 2, "eet": 2, "eest": 3, "msk": 3, "ist": 5.5, "ict": 7, "wib": 7, "hkt": 8, "sgt": 8,
+    "awst": 8, "cst": -6, "cdt": -5, "est": -5, "edt": -4, "ast": -4, "adt": -3, "mst": -7, "mdt": -6,
+    "pst": -8, "pdt": -7, "akst": -9, "akdt": -8, "hst": -10, "jst": 9, "kst": 9, "acst": 9.5,
+    "acdt": 10.5, "aest": 10, "aedt": 11, "nzst": 12, "nzdt": 13,
+}  # fmt: skip
+
+_PRI = re.compile(rb"<(\d{1,3})>")
+_MON = r"(?P<mon>jan|feb|m[aä]r|mrz|apr|ma[yi]|jun|jul|aug|sep|o[ck]t|nov|de[cz])[a-z]*"
+_TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?"
+_ZONE = r"(?:\s+(?P<tz>[a-z]{1,5}(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|[+-]\d{2}:?\d{2})(?=[\s:]))?"
+_BSD_TS = re.compile(
+    r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
+    + _MON
+    + r"\s+(?P<d>\d{1,2})(?:\s+(?P<y2>\d{4}))?\s+"
+    + _TIME
+    + _ZONE
+    + r"(?P<colon>:)?(?=\s|$)",
+    re.IGNORECASE,
+)
+_ISO_TS = re.compile(
+    r"(?P<mark>[*.])?(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T ](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:[.,](?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d{2}:?\d{2})?(?P<colon>:)?(?=\s|$)",
+    re.IGNORECASE,
+)
+_UPTIME = re.compile(r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}:\d{2}:?(?=\s)", re.IGNORECASE)
+_SEQ = re.compile(r"(\d+):(?=\s)")
+_WORD = re.compile(r"([^\s]+)")
+_TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:(?=\s|$)")
+_MNEMONIC = re.compile(r"%(?P<mn>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+)(?::|\s|$)")
+# IOS-XR's card/CPU location before the time: "RP/0/RP0/CPU0:Dec 11 ..." or "CLC 6/0: Dec 11 ...".
+_LOCATION = re.compile(r"[A-Z]{2,4}(?:/[A-Za-z0-9]+)+:|[A-Z]{2,4} \d+/\d+:(?=\s)")
+_TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the time: "*Dot1x_Task_0: "
+_HOSTNAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)")
+_OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")
+# RFC 5424 caps SD-IDs and names at 32 characters; senders exceed it, so accept up to 255.
+_SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
+_SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
+_SD_UNESCAPE = re.compile(r'\\(["\\\]])')
+
+
+def parse_syslog(
+    raw: bytes,
+    *,
+    source: str = "",
+    received_at: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> Message:
+    """Parse one syslog message; never raises. `tz` is used for timestamps without a zone."""
+    received = received_at or datetime.now(UTC)
+    msg = Message(received_at=received, source=source)
+    data = raw.rstrip(b"\r\n\x00")
+    pos = 0
+    m = _PRI.match(data)
+    if m is not None:
+        pri = int(m.group(1))
+        if pri <= 191:
+            msg.facility, msg.severity = divmod(pri, 8)
+            pos = m.end()
+        else:
+            msg.parse_error = f"PRI {pri} is out of range"
+    if data[pos : pos + 2] == b"1 ":
+        _parse_5424(data[pos + 2 :], msg, tz)
+        if msg.parse_error is None:
+            return msg
+        msg.parse_error = None  # not really 5424 after all: read it as 3164
+    line = data[pos:].decode("utf-8", "replace")
+    _parse_3164(line, msg, tz)
+    return msg
+
+
+def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
+    parts = data.split(b" ", 5)
+    if len(parts) < 6 and not (len(parts) == 5 and parts[-1]):
+        msg.parse_error = "RFC 5424 header is incomplete"
+        return
+    stamp, host, app, procid, msgid = (p.decode("utf-8", "replace") for p in parts[:5])
+    rest = parts[5] if len(parts) == 6 else b"-"
+    if stamp != "-":
+        m = _ISO_TS.fullmatch(stamp)
+        when = _iso_local(m, tz) if m is not None and not m["mark"] else None
+        if when is None:
+            msg.parse_error = f"bad RFC 5424 timestamp {stamp!r}"
+            return
+        msg.timestamp = when
+    msg.version = 1
+    msg.hostname = None if host == "-" else host
+    msg.program = None if app == "-" else app
+    msg.pid = None if procid == "-" else procid
+    msg.msgid = None if msgid == "-" else msgid
+    text = rest.decode("utf-8", "replace")
+    if text.startswith("-"):
+        text = text[2:] if text.startswith("- ") else text[1:]
+    else:
+        end = 0
+        while (element := _SD_ELEMENT.match(text, end)) is not None:
+            params = {k: _SD_UNESCAPE.sub(r"\1", v) for k, v in _SD_PARAM.findall(element.group(2))}
+            msg.structured_data[element.group(1)] = params
+            end = element.end()
+        if end == 0:
+            msg.parse_error = "bad RFC 5424 structured data"
+            return
+        text = text[end + 1 :] if text[end : end + 1] == " " else text[end:]
+    msg.text = text.removeprefix("\ufeff")
+    _split_mnemonic(msg, msg.text)
+
+
+def _micros(frac: str | None) -> int:
+    return int((frac or "0")[:6].ljust(6, "0"))
+
+
+def _zone(text: str | None) -> tzinfo | None:
+    """A fixed-offset zone for `UTC`, `cest`, `+0200`, `UTC+07:30`; None if unknown or absent."""
+    if not text:
+        return None
+    t = text.replace(" ", "").lower()
+    if t == "z":
+        return UTC
+    name = t.rstrip("+-0123456789:")
+    base = _TZ_HOURS.get(name) if name else 0.0
+    if base is None:
+        return None
+    offset = timedelta(hours=base)
+    if len(name) < len(t):
+        m = _OFFSET.search(t[len(name) :])
+        if m is None:
+            return None
+        sign = -1 if m.group(1) == "-" else 1
+        offset += sign * timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+    if abs(offset) >= timedelta(hours=24):
+        return None
+    return UTC if not offset else timezone(offset)
+
+
+def _bsd_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
+    zone = _zone(m["tz"]) or tz
+    year_text = m["y1"] or m["y2"]
+    try:
+        month = _MONTHS[m["mon"][:3].lower()]
+        day, hour, minute, second = int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"])
+        micro = _micros(m["frac"])
+        if year_text:
+            return datetime(int(year_text), month, day, hour, minute, second, micro, zone)
+        # No year: the latest year, from next year back, in which the date exists and is not
+        # more than a week ahead of the receive time. December lines read in January land in the
+        # old year, a clock a little ahead of ours lands in the new one, Feb 29 in a leap year.
+        now = msg.received_at.astimezone(zone)
+        for year in range(now.year + 1, now.year - 8, -1):
+            try:
+                when = datetime(year, month, day, hour, minute, second, micro, zone)
+            except ValueError:
+                continue
+            if when - now <= timedelta(days=7):
+                return when
+        return None
+    except ValueError:  # Feb 30, hour 25, Feb 29 in the wrong year
+        return None
+
+
+def _parse_3164(line: str, msg: Message, tz: tzinfo) -> None:
+    n = len(line)
+    pos = 0
+    host_seen = False
+    # Up to eight header items (timestamps, sequence numbers, hostnames, uptimes) in any order.
+    for _ in range(8):
+        while pos < n and line[pos] in " \t":
+            pos += 1
+        if pos < n and line[pos] == ":" and pos + 1 < n and line[pos + 1] == " ":
+            pos += 2  # "<46>: 2024 Aug 27 ..." : an empty sequence number
+            continue
+        m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
+        if m is not None:
+            when = _bsd_time(m, msg, tz) if "mon" in m.re.groupindex else _iso_local(m, tz)
+            if when is not None:
+                # A relay's header and the device's own: the device's (the later one) wins.
+                msg.timestamp = when
+                pos = m.end()
+                continue
+        m = _SEQ.match(line, pos)
+        if m is not None:
+            if msg.sequence is None or host_seen:
+                msg.sequence = int(m.group(1))
+            pos = m.end()
+            continue
+        m = _UPTIME.match(line, pos) or _TASK.match(line, pos) or _LOCATION.match(line, pos)
+        if m is not None and (msg.timestamp is None or m.re is not _UPTIME):
+            pos = m.end()
+            continue
+        if pos >= n or line[pos] == "%":
+            break
+        m = _WORD.match(line, pos)
+        if m is None:
+            break
+        word = m.group(1)
+        after = m.end()
+        if word.endswith(":"):
+            # "sw01: 3132779: ..." is a hostname (after a relay's, the device's own, which wins);
+            # "sshd: message" is a program tag.
+            if not _header_follows(line, after):
+                break
+            word = word[:-1]
+        elif host_seen or _TAG.fullmatch(word + ":") is None or not _looks_like_host_then_tag(line, after):
+            break
+        if _HOSTNAME.fullmatch(word) is None:
+            break
+        msg.hostname = word
+        host_seen = True
+        pos = after
+    while pos < n and line[pos] in " \t":
+        pos += 1
+    rest = line[pos:]
+    if not rest.startswith("%"):
+        tag = _TAG.match(rest)
+        if tag is not None and not tag.group("prog").isdigit():
+            msg.program = tag.group("prog")
+            msg.pid = tag.group("pid") or None
+            rest = rest[tag.end() :].removeprefix(" ")
+    msg.text = rest
+    _split_mnemonic(msg, rest)
+    if msg.timestamp is None and msg.parse_error is None and not msg.mnemonic and msg.program is None:
+        msg.parse_error = "no syslog header found"
+
+
+def _iso_local(m: re.Match[str], tz: tzinfo) -> datetime | None:
+    try:
+        return datetime(
+            int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"]),
+            _micros(m["frac"]), _zone(m["tz"]) or tz,
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
+def _header_follows(line: str, pos: int) -> bool:
+    """After a `word:`, does more header come (sequence, timestamp, uptime, Cisco tag)?"""
+    while pos < len(line) and line[pos] == " ":
+        pos += 1
+    return bool(
+        _SEQ.match(line, pos)
+        or _TASK.match(line, pos)
+        or _LOCATION.match(line, pos)
+        or _BSD_TS.match(line, pos)
+        or _ISO_TS.match(line, pos)
+        or _UPTIME.match(line, pos)
+        or line.startswith("%", pos)
+    )
+
+
+def _looks_like_host_then_tag(line: str, pos: int) -> bool:
+    """After a bare word, a hostname is followed by a program tag, a Cisco tag or more header."""
+    while pos < len(line) and line[pos] == " ":
+        pos += 1
+    if _header_follows(line, pos):
+        return True
+    word = _WORD.match(line, pos)
+    # "host prog[1]: ...", "host -- MARK --", and Cisco FTD's "host : %FTD-6-...".
+    return word is not None and (_TAG.fullmatch(word.group(1)) is not None or word.group(1) in ("--", ":"))
+
+
+def _split_mnemonic(msg: Message, text: str) -> None:
+    m = _MNEMONIC.search(text, 0, 200)
+    if m is not None and (m.start() == 0 or text[m.start() - 1] in " :"):
+        msg.mnemonic = m.group("mn")
+
+
+def zone_for(name: str) -> tzinfo:
+    """A configured per-source zone: an IANA name (`Europe/Vienna`) or an offset/abbreviation."""
+    fixed = _zone(name)
+    return fixed if fixed is not None else ZoneInfo(name)

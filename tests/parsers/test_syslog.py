@@ -1,0 +1,193 @@
+"""parse_syslog against golden cases from other projects (../shared/corpus) and properties."""
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parsers.syslog import parse_syslog, zone_for
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+RECEIVED = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+
+
+def jsonl(path):
+    return [json.loads(line) for line in (CORPUS / path).read_text().splitlines() if line.strip()]
+
+
+CISCO_CASES = jsonl("syslog-ng/syslog-ng-cisco-parser-cases.jsonl")
+
+
+@pytest.mark.parametrize("case", CISCO_CASES, ids=lambda c: c["input"][:50])
+def test_syslog_ng_cisco_cases(case):
+    expected = case["expected"]
+    msg = parse_syslog(case["input"].encode(), received_at=RECEIVED)
+    assert msg.facility * 8 + msg.severity == int(expected["PRI"])
+    # syslog-ng fills in its own hostname when the message has none; nwsyslog leaves it empty
+    # and uses the source address.
+    if "HOST" in expected and not expected["HOST"].startswith("<"):
+        assert msg.hostname == expected["HOST"]
+    if "DATE" in expected:
+        month, day, clock = expected["DATE"].split()
+        assert msg.timestamp.strftime("%b") == month and msg.timestamp.day == int(day)
+        assert msg.timestamp.strftime("%H:%M:%S") == clock
+    if "MSEC" in expected:
+        assert msg.timestamp.microsecond == int(expected["MSEC"]) * 1000
+    cisco = expected["_cisco"]
+    assert msg.mnemonic == f"{cisco['facility']}-{cisco['severity']}-{cisco['mnemonic']}"
+    assert msg.text == expected["MSG"]
+
+
+# syslog-ng's RFC 5424 cases, except those pinning its own error piggy-backing and its
+# truncation of over-long names and values (nwsyslog keeps them whole).
+PROTOCOL_CASES = [
+    c
+    for c in jsonl("syslog-ng/syslog-ng-msgparse-cases.jsonl")
+    if c["parse_flags"] == "LP_SYSLOG_PROTOCOL"
+    and c["expected_host"] is not None
+    and c["test"] not in ("test_expected_sd_pairs_long", "test_unescaped_too_long_message_parts")
+]
+
+
+@pytest.mark.parametrize("case", PROTOCOL_CASES, ids=lambda c: c["test"] + ":" + c["msg"][:40])
+def test_syslog_ng_rfc5424_cases(case):
+    msg = parse_syslog(case["msg"].encode(), received_at=RECEIVED)
+    assert msg.parse_error is None and msg.version == 1
+    assert msg.facility * 8 + msg.severity == case["expected_pri"]
+    assert msg.hostname == case["expected_host"]
+    assert (msg.program or "") == case["expected_program"]
+    assert msg.text == case["expected_msg"]
+    pairs = {f".SDATA.{sd}.{k}": v for sd, params in msg.structured_data.items() for k, v in params.items()}
+    # syslog-ng's cases list the pairs they check, not always all of them.
+    assert (case["expected_sd_pairs"] or {}).items() <= pairs.items()
+    # A NILVALUE timestamp stays None here (syslog-ng substitutes the receive time).
+    if msg.timestamp is not None and "+" in case["msg"][:40]:
+        assert int(msg.timestamp.timestamp()) == case["expected_stamp_sec"]
+        assert msg.timestamp.microsecond == case["expected_stamp_usec"]
+        assert msg.timestamp.utcoffset() == timedelta(seconds=case["expected_stamp_ofs"])
+
+
+PREDECODER = [
+    c for c in jsonl("wazuh-predecoder/predecoder-timestamps.jsonl") if "program_name" in c["expected_predecoder"]
+]
+
+
+@pytest.mark.parametrize("case", PREDECODER, ids=lambda c: c["name"])
+def test_wazuh_predecoder_program_and_host(case):
+    expected = case["expected_predecoder"]
+    msg = parse_syslog(case["event"].encode(), received_at=RECEIVED)
+    assert msg.program == expected["program_name"]
+    assert msg.hostname == expected.get("hostname", "linux-agent" if "linux-agent" in case["event"] else "localhost")
+    assert msg.timestamp is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        (
+            "<189>29: foo: *Apr 29 13:58:40.411: %SYS-5-CONFIG_I: Configured from console by console",
+            {"hostname": "foo", "sequence": 29, "mnemonic": "SYS-5-CONFIG_I"},
+        ),
+        (
+            "<165>7433: ASR920: 007439: 2y10w: %SEC_LOGIN-5-LOGIN_SUCCESS: Login Success [user: u]",
+            {"hostname": "ASR920", "sequence": 7439, "timestamp": None, "mnemonic": "SEC_LOGIN-5-LOGIN_SUCCESS"},
+        ),
+        (
+            "<190>3132517: Jul 13 08:23:43 192.168.100.2 sw01: 3132779: Jul 14 2023 08:23:43.398 UTC: %FOO-6-BAR: x",
+            {"hostname": "sw01", "sequence": 3132779, "timestamp": datetime(2023, 7, 14, 8, 23, 43, 398000, UTC)},
+        ),
+        (
+            "<46>: 2024 Aug 27 21:40:50 PDT: %SNMPD-6-INFO: SNMP",
+            {"timestamp": datetime(2024, 8, 27, 21, 40, 50, tzinfo=timezone(timedelta(hours=-7)))},
+        ),
+        (
+            "<190>2361044: sw01: Jan  6 2022 22:11:43.398 mdt: %FOO-6-BAR: x",
+            {"timestamp": datetime(2022, 1, 6, 22, 11, 43, 398000, timezone(timedelta(hours=-6)))},
+        ),
+        (
+            "<190>2361044: sw01: Jan  6 2022 22:11:43 UTC+07:30: %FOO-6-BAR: x",
+            {"timestamp": datetime(2022, 1, 6, 22, 11, 43, tzinfo=timezone(timedelta(hours=7, minutes=30)))},
+        ),
+        ("<185>%HAL_config_poe-A-POEFailDetected: POE ERROR", {"mnemonic": "HAL_config_poe-A-POEFailDetected"}),
+        (
+            "<179>host-1: *Dot1x_NW_MsgTask_0: Feb 18 13:04:15.123: %DOT1X-3-INVALID_REPLAY_CTR: x",
+            {"hostname": "host-1", "mnemonic": "DOT1X-3-INVALID_REPLAY_CTR"},
+        ),
+        (
+            "<167>Mar 27 19:06:53 source_server sshd(pam_unix)[12750]: session opened for user foo by (uid=0)",
+            {"hostname": "source_server", "program": "sshd(pam_unix)", "pid": "12750"},
+        ),
+        (
+            "Feb 24 00:13:02 precise32 sudo:     tsg : user NOT in sudoers ; TTY=pts/1",
+            {"facility": None, "hostname": "precise32", "program": "sudo", "pid": None},
+        ),
+        ("<86>Nov 22 11:59:00 su[1234]: (to root) alice on pts/0", {"hostname": None, "program": "su"}),
+        (
+            '<165>1 2003-10-11T22:14:15.003Z host app 42 ID47 [ex@32473 a="x\\"y\\]z\\\\w"] \ufeffhello',
+            {"program": "app", "pid": "42", "msgid": "ID47", "structured_data": {"ex@32473": {"a": 'x"y]z\\w'}}},
+        ),
+        ("<34>1 - - - - - -", {"version": 1, "timestamp": None, "hostname": None, "text": ""}),
+    ],
+)
+def test_header_variants(line, fields):
+    msg = parse_syslog(line.encode(), received_at=RECEIVED)
+    for name, value in fields.items():
+        assert getattr(msg, name) == value, name
+    assert msg.parse_error is None
+
+
+def test_bom_is_stripped_from_rfc5424_text():
+    msg = parse_syslog("<165>1 2003-10-11T22:14:15Z h a - - - \ufeffhello".encode(), received_at=RECEIVED)
+    assert msg.text == "hello"
+
+
+def test_missing_year_rolls_back_over_new_year():
+    january = datetime(2027, 1, 1, 0, 5, tzinfo=UTC)
+    msg = parse_syslog(b"<13>Dec 31 23:59:58 host prog: late", received_at=january)
+    assert msg.timestamp == datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
+    msg = parse_syslog(b"<13>Jan  1 00:04:00 host prog: early", received_at=january)
+    assert msg.timestamp.year == 2027
+
+
+def test_a_yearless_leap_day_lands_in_the_latest_leap_year():
+    msg = parse_syslog(b"Feb 29 14:58:39 ix doas: failed auth for ddp", received_at=RECEIVED)
+    assert msg.timestamp == datetime(2024, 2, 29, 14, 58, 39, tzinfo=UTC) and msg.program == "doas"
+
+
+def test_source_time_zone_applies_only_without_a_zone_in_the_message():
+    vienna = zone_for("Europe/Vienna")
+    local = parse_syslog(b"<13>Jul  1 10:00:00 host prog: x", received_at=RECEIVED, tz=vienna)
+    assert local.timestamp.utcoffset() == timedelta(hours=2)
+    explicit = parse_syslog(b"<13>Jul  1 2026 10:00:00 UTC: %A-1-B: x", received_at=RECEIVED, tz=vienna)
+    assert explicit.timestamp.utcoffset() == timedelta(0)
+
+
+def test_invalid_utf8_is_replaced_not_fatal():
+    msg = parse_syslog(b"<13>Jul  1 10:00:00 host prog: caf\xe9 \xff", received_at=RECEIVED)
+    assert msg.text == "caf\ufffd \ufffd" and msg.program == "prog"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"\x00", b"<999>x", b"just words", b"<13>", b"<13>1 2026-13-45T99:99:99Z h a - - -"]
+)
+def test_garbage_is_a_message_with_a_parse_error_not_an_exception(raw):
+    msg = parse_syslog(raw, received_at=RECEIVED)
+    assert msg.parse_error is not None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(raw):
+    msg = parse_syslog(raw, source="192.0.2.1", received_at=RECEIVED)
+    assert isinstance(msg.text, str)
+    assert msg.timestamp is None or msg.timestamp.tzinfo is not None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(max_size=200), st.sampled_from(["<13>", "<189>1 ", "<34>1 2026-01-01T00:00:00Z ", "<190>12: ", ""]))
+def test_arbitrary_text_after_plausible_headers_never_raises(text, prefix):
+    msg = parse_syslog((prefix + text).encode("utf-8", "surrogatepass"), received_at=RECEIVED)
+    assert isinstance(msg.text, str)
