@@ -79,7 +79,13 @@ _TZ_HOURS = {
 _PRI = re.compile(rb"<(\d{1,3})>")
 _MON = r"(?P<mon>jan|feb|m[aä]r|mrz|apr|ma[yi]|jun|jul|aug|sep|o[ck]t|nov|de[cz])[a-z]*"
 _TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?"
-_ZONE = r"(?:\s+(?P<tz>[a-z]{1,5}(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|[+-]\d{2}:?\d{2})(?=[\s:]))?"
+# A zone after the time: a known abbreviation (with an optional offset), a bare offset, or any
+# short word directly followed by ":" (Cisco's "hh:mm:ss TZ:"). A bare unknown word is a hostname.
+_ZONE_NAMES = "|".join(sorted(_TZ_HOURS, key=len, reverse=True))
+_ZONE = (
+    r"(?:\s+(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
+    r"|[+-]\d{2}:?\d{2}(?=[\s:])|[a-z]{2,6}(?=:)))?"
+)
 _BSD_TS = re.compile(
     r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
     + _MON
@@ -105,6 +111,13 @@ _TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the ti
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)")
 _OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")
 # RFC 5424 caps SD-IDs and names at 32 characters; senders exceed it, so accept up to 255.
+# The most common shape, Linux's "Mmm dd hh:mm:ss host prog[pid]: text", read in one match; the
+# general scanner below gives the same result, only slower (a test holds them equal).
+_FAST_LINUX = re.compile(
+    r"(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2}) (?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2}) "
+    r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
+    r"(?P<prog>[a-z][^\s\[\]:%/]{0,127}?)(?:\[(?P<pid>[^\]\s]{1,32})\])?:(?: |$)"
+)
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
@@ -203,13 +216,27 @@ def _zone(text: str | None) -> tzinfo | None:
     return UTC if not offset else timezone(offset)
 
 
-def _bsd_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
-    zone = _zone(m["tz"]) or tz
-    year_text = m["y1"] or m["y2"]
+def _bsd_match_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
+    return _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y1"] or m["y2"], m["tz"])
+
+
+def _bsd_time(
+    msg: Message,
+    tz: tzinfo,
+    mon: str,
+    d: str,
+    h: str,
+    mi: str,
+    s: str,
+    frac: str | None = None,
+    year_text: str | None = None,
+    zone_text: str | None = None,
+) -> datetime | None:
+    zone = _zone(zone_text) or tz
     try:
-        month = _MONTHS[m["mon"][:3].lower()]
-        day, hour, minute, second = int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"])
-        micro = _micros(m["frac"])
+        month = _MONTHS[mon[:3].lower()]
+        day, hour, minute, second = int(d), int(h), int(mi), int(s)
+        micro = _micros(frac)
         if year_text:
             return datetime(int(year_text), month, day, hour, minute, second, micro, zone)
         # No year: the latest year, from next year back, in which the date exists and is not
@@ -224,11 +251,21 @@ def _bsd_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
             if when - now <= timedelta(days=7):
                 return when
         return None
-    except ValueError:  # Feb 30, hour 25, Feb 29 in the wrong year
+    except (ValueError, KeyError):  # Feb 30, hour 25, an unknown month
         return None
 
 
-def _parse_3164(line: str, msg: Message, tz: tzinfo) -> None:
+def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
+    if fast and (m := _FAST_LINUX.match(line)) is not None:
+        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
+        if when is not None:
+            msg.timestamp = when
+            msg.hostname = m["host"]
+            msg.program = m["prog"]
+            msg.pid = m["pid"]
+            msg.text = line[m.end() :]
+            _split_mnemonic(msg, msg.text)
+            return
     n = len(line)
     pos = 0
     host_seen = False
@@ -241,7 +278,7 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo) -> None:
             continue
         m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
         if m is not None:
-            when = _bsd_time(m, msg, tz) if "mon" in m.re.groupindex else _iso_local(m, tz)
+            when = _bsd_match_time(m, msg, tz) if "mon" in m.re.groupindex else _iso_local(m, tz)
             if when is not None:
                 # A relay's header and the device's own: the device's (the later one) wins.
                 msg.timestamp = when

@@ -191,3 +191,37 @@ def test_arbitrary_bytes_never_raise(raw):
 def test_arbitrary_text_after_plausible_headers_never_raises(text, prefix):
     msg = parse_syslog((prefix + text).encode("utf-8", "surrogatepass"), received_at=RECEIVED)
     assert isinstance(msg.text, str)
+
+
+def test_the_fast_path_agrees_with_the_general_scanner_on_every_corpus_line():
+    from parsers.syslog import Message, _parse_3164
+
+    lines = [
+        line.decode("utf-8", "replace")
+        for path in sorted(CORPUS.rglob("*.log"))
+        for line in path.read_bytes().splitlines()
+    ]
+    fast_hits = 0
+    for line in lines:
+        fast, slow = Message(received_at=RECEIVED), Message(received_at=RECEIVED)
+        _parse_3164(line, fast, UTC)
+        _parse_3164(line, slow, UTC, fast=False)
+        assert fast == slow, line
+        fast_hits += fast.program is not None and fast.hostname is not None
+    assert fast_hits > 1000  # the fast path is actually taken
+
+
+def test_a_short_hostname_is_not_taken_for_a_time_zone():
+    from parsers.syslog import Message, _parse_3164
+
+    msg = Message(received_at=RECEIVED)
+    _parse_3164("Oct 14 16:49:59 dlig userdel[1619336]: delete user 'jce'", msg, UTC, fast=False)
+    assert (msg.hostname, msg.program, msg.timestamp.utcoffset()) == ("dlig", "userdel", timedelta(0))
+
+
+def test_an_unknown_zone_before_a_colon_falls_back_to_the_source_zone():
+    plus3 = timezone(timedelta(hours=3))
+    line = b"<190>2361044: sw01: Jan 16 2022 22:11:43 AUSEST: %FOO-6-BAR: Test invalid tz"
+    msg = parse_syslog(line, received_at=RECEIVED, tz=plus3)
+    assert msg.hostname == "sw01" and msg.mnemonic == "FOO-6-BAR"
+    assert msg.timestamp == datetime(2022, 1, 16, 22, 11, 43, tzinfo=plus3)
