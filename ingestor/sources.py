@@ -1,0 +1,330 @@
+"""Syslog listeners: UDP (asyncio-dgram on uvloop) and TCP/TLS (RFC 6587 framing).
+
+A source knows nothing of Netwrix or of parsing: it receives bytes, applies the accept list and
+framing, and hands each raw message to `handler(raw, peer_ip, received_at)` synchronously.
+Nothing raises out of a source for bad input; every drop is counted in `SourceStats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import time
+from asyncio.trsock import TransportSocket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import cast
+
+import asyncio_dgram
+
+from parsers.framing import Framer
+
+from .errors import StartupError
+
+log = logging.getLogger("nwsyslog.sources")
+
+Handler = Callable[[bytes, str, float], None]
+"""Receives one raw message, the sender's IP address and the receive time (time.time())."""
+
+MAX_DATAGRAM = 65535
+
+
+@dataclass
+class SourceStats:
+    """Counters of one listener (monotonic)."""
+
+    messages: int = 0
+    bytes: int = 0
+    denied: int = 0  # from a source outside the accept list
+    empty: int = 0  # empty datagrams
+    oversize: int = 0  # TCP frames cut at max_message
+    malformed: int = 0  # TCP frames with a bad length header or cut short
+    connections: int = 0
+    idle_closed: int = 0
+
+
+class AcceptList:
+    """Source addresses allowed to send, as CIDRs (like the Accept List of Netwrix's add-ons).
+
+    An empty list allows everyone. Decisions are cached per address.
+    """
+
+    def __init__(self, cidrs: Iterable[str] = ()) -> None:
+        self.networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+        self.allows = lru_cache(maxsize=65536)(self._allows)
+
+    def _allows(self, address: str) -> bool:
+        if not self.networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+
+def set_receive_buffer(sock: socket.socket | TransportSocket, wanted: int) -> int:
+    """Ask for a `wanted`-byte SO_RCVBUF; return what the kernel granted, warning when capped."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # Linux reports twice the usable size it reserved; compare like with like.
+    usable = granted // 2 if os.uname().sysname == "Linux" else granted
+    if usable < wanted:
+        log.warning(
+            "the kernel capped SO_RCVBUF at %d bytes (asked for %d); bursts may be dropped: raise "
+            "net.core.rmem_max (sysctl -w net.core.rmem_max=%d)",
+            usable,
+            wanted,
+            wanted,
+        )
+    return usable
+
+
+def udp_drops(sock: socket.socket | TransportSocket) -> int | None:
+    """The kernel's count of datagrams dropped on this socket (Linux /proc/net/udp), or None."""
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 12 and cols[9] == inode:
+                        return int(cols[-1])
+        except OSError:
+            continue
+    return None
+
+
+class UdpSource:
+    """Receives syslog datagrams on HOST:PORT (IPv4 or IPv6)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        accept: AcceptList | None = None,
+        receive_buffer: int | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.host, self.port = host, port
+        self._handler = handler
+        self._accept = accept or AcceptList()
+        self._receive_buffer = receive_buffer
+        self._reuse_port = reuse_port
+        self._stream: asyncio_dgram.aio.DatagramServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stats = SourceStats()
+
+    async def start(self) -> None:
+        """Bind and start receiving; raises StartupError if the address cannot be bound."""
+        # The socket is made here rather than by the loop: uvloop sets SO_REUSEADDR on UDP, with
+        # which a second listener on the same port binds silently and steals part of the traffic.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self._reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if self._receive_buffer:
+                set_receive_buffer(sock, self._receive_buffer)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise StartupError(f"cannot listen on udp://{self.host}:{self.port}: {exc.strerror}") from None
+        sock.setblocking(False)
+        stream = await asyncio_dgram.from_socket(sock)
+        assert isinstance(stream, asyncio_dgram.aio.DatagramServer)
+        self._stream = stream
+        self.port = stream.sockname[1]
+        self._task = asyncio.create_task(self._receive(), name=f"nwsyslog-udp-{self.port}")
+
+    @property
+    def socket(self) -> TransportSocket | None:
+        """The bound socket (for metrics such as `udp_drops`)."""
+        return self._stream.socket if self._stream is not None else None
+
+    async def _receive(self) -> None:
+        assert self._stream is not None
+        stream, stats, allows, handler = self._stream, self.stats, self._accept.allows, self._handler
+        while True:
+            try:
+                data, addr = await stream.recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            now = time.time()
+            peer: str = addr[0]  # type: ignore[index]
+            if not allows(peer):
+                stats.denied += 1
+                continue
+            if not data:
+                stats.empty += 1
+                continue
+            stats.messages += 1
+            stats.bytes += len(data)
+            try:
+                handler(data, peer, now)
+            except Exception:  # the boundary: one bad message must not stop the listener
+                log.exception("handler failed on a datagram from %s", peer)
+
+    async def __aenter__(self) -> UdpSource:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop receiving; idempotent."""
+        if self._stream is not None:
+            self._stream.close()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, source: TcpSource) -> None:
+        self._source = source
+        self._framer = Framer(source.max_message)
+        self._transport: asyncio.Transport | None = None
+        self._peer = ""
+        self._last = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = (0, 0)  # framer counters already added to the source's stats
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport implements asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else ""
+        stats = self._source.stats
+        if not self._source.accept.allows(self._peer):
+            stats.denied += 1
+            transport.abort()
+            return
+        stats.connections += 1
+        self._transport = transport
+        self._source.connections.add(self)
+        self._schedule(self._source.idle_timeout)
+
+    def _schedule(self, delay: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        left = self._last + self._source.idle_timeout - time.monotonic()
+        if left > 0:
+            self._schedule(left)
+            return
+        self._source.stats.idle_closed += 1
+        self._deliver(self._framer.close())
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._last = time.monotonic()
+        self._deliver(self._framer.feed(data))
+
+    def eof_received(self) -> bool | None:
+        self._deliver(self._framer.close())
+        return None
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        stats = self._source.stats
+        self._sync_counts()
+        now = time.time()
+        handler = self._source.handler
+        for raw in messages:
+            stats.messages += 1
+            stats.bytes += len(raw)
+            try:
+                handler(raw, self._peer, now)
+            except Exception:
+                log.exception("handler failed on a message from %s", self._peer)
+
+    def _sync_counts(self) -> None:
+        framer, stats = self._framer, self._source.stats
+        oversize, malformed = self._counted
+        if (framer.oversize, framer.malformed) != self._counted:
+            stats.oversize += framer.oversize - oversize
+            stats.malformed += framer.malformed - malformed
+            self._counted = (framer.oversize, framer.malformed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._sync_counts()
+        self._source.connections.discard(self)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class TcpSource:
+    """Receives syslog over TCP, or TLS (RFC 5425) when given an SSL context."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        accept: AcceptList | None = None,
+        max_message: int = 65536,
+        idle_timeout: float = 300.0,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.host, self.port = host, port
+        self.handler = handler
+        self.accept = accept or AcceptList()
+        self.max_message = max_message
+        self.idle_timeout = idle_timeout
+        self._ssl = ssl_context
+        self._reuse_port = reuse_port
+        self._server: asyncio.Server | None = None
+        self.connections: set[_TcpConnection] = set()
+        self.stats = SourceStats()
+
+    async def start(self) -> None:
+        """Bind and start accepting; raises StartupError if the address cannot be bound."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: _TcpConnection(self),
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                reuse_port=self._reuse_port or None,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot listen on tcp://{self.host}:{self.port}: {exc.strerror}") from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> TcpSource:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop accepting and close every connection; idempotent."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            with contextlib.suppress(Exception):
+                connection.abort()
