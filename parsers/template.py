@@ -1,0 +1,113 @@
+"""Record templates: the small language rule authors use to fill Activity Record fields.
+
+    Who: "{user}"                      a captured field
+    What: "{command} (as {runas})"     literal text around fields
+    Where: "{host|lower}"              filters: lower, upper, strip
+    Workstation: "{rhost|default:-}"   a value when the field is missing or empty
+    ObjectType: "{{literal braces}}"   doubled braces are literal
+
+The grammar is parsed with pyparsing once, when a rule file is loaded; rendering a compiled
+`Template` is a loop over prepared parts with dict lookups and no parsing at all. Unknown
+filters and malformed braces are errors at load time (`TemplateError`, with the column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pyparsing as pp
+
+Filter = Callable[[str], str]
+FILTERS: dict[str, Filter] = {"lower": str.lower, "upper": str.upper, "strip": str.strip}
+
+
+class TemplateError(ValueError):
+    """A template that cannot be compiled; `column` is 1-based."""
+
+    def __init__(self, message: str, column: int) -> None:
+        self.column = column
+        super().__init__(f"{message} (column {column})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    filters: tuple[Filter, ...]
+    default: str | None
+
+
+def _grammar() -> pp.ParserElement:
+    name = pp.Word(pp.alphas + "_", pp.alphanums + "_.")("name")
+    filter_name = pp.Word(pp.alphas)
+    default = pp.Suppress("default:") + pp.Regex(r"[^}|]*")("default")
+    step = pp.Group(default | filter_name("filter"))
+    field = pp.Group(
+        pp.Suppress("{") + name + pp.Group(pp.ZeroOrMore(pp.Suppress("|") + step))("steps") + pp.Suppress("}")
+    )
+    field = field.set_results_name("field", list_all_matches=True)
+    literal = pp.Regex(r"([^{}]|\{\{|\}\})+")
+    unescaped = literal.set_parse_action(lambda t: t[0].replace("{{", "{").replace("}}", "}"))
+    # Whitespace is text here: leave_whitespace() applies to every element of the grammar.
+    return (pp.ZeroOrMore(field | unescaped) + pp.StringEnd()).leave_whitespace().parse_with_tabs()
+
+
+_GRAMMAR = _grammar()
+
+
+class Template:
+    """A compiled template. `render(fields)` returns the text, or None when a field without a
+    default is missing or empty (the rule then cannot build its record).
+
+    Example:
+        >>> Template("{user|upper} on {tty|default:console}").render({"user": "alice"})
+        'ALICE on console'
+    """
+
+    __slots__ = ("_parts", "fields", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            tokens = _GRAMMAR.parse_string(source, parse_all=True)
+        except pp.ParseBaseException as exc:
+            raise TemplateError(f"cannot read template {source!r}: unbalanced or misplaced brace", exc.col) from None
+        parts: list[str | _Field] = []
+        for token in tokens:
+            if isinstance(token, str):
+                parts.append(token)
+                continue
+            filters: list[Filter] = []
+            default: str | None = None
+            for step in token["steps"]:
+                if "default" in step:
+                    default = step["default"]
+                elif step["filter"] in FILTERS:
+                    filters.append(FILTERS[step["filter"]])
+                else:
+                    known = ", ".join(sorted(FILTERS))
+                    column = source.find("|" + step["filter"]) + 2
+                    raise TemplateError(f"unknown filter {step['filter']!r} (known: {known}, default:VALUE)", column)
+            parts.append(_Field(token["name"], tuple(filters), default))
+        self._parts = tuple(parts)
+        self.fields = frozenset(p.name for p in parts if isinstance(p, _Field))
+
+    def render(self, fields: Mapping[str, str | None]) -> str | None:
+        """The text for these captured fields; None if a required field is missing or empty."""
+        out: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = fields.get(part.name)
+            if not value:
+                if part.default is None:
+                    return None
+                value = part.default
+            for fn in part.filters:
+                value = fn(value)
+            out.append(value)
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"

@@ -1,0 +1,61 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parsers.template import Template, TemplateError
+
+
+@pytest.mark.parametrize(
+    ("source", "fields", "text"),
+    [
+        ("{user}", {"user": "alice"}, "alice"),
+        ("running-config", {}, "running-config"),
+        ("{command} (as {runas})", {"command": "/bin/ls", "runas": "root"}, "/bin/ls (as root)"),
+        ("{host|lower}", {"host": "Core-SW1"}, "core-sw1"),
+        ("{host|strip|upper}", {"host": "  sw1 "}, "SW1"),
+        ("{rhost|default:-}", {}, "-"),
+        ("{rhost|default:console}", {"rhost": ""}, "console"),
+        ("{tty|default:none|upper}", {}, "NONE"),
+        ("{{literal}} {x}", {"x": "1"}, "{literal} 1"),
+        ("{sd.origin.ip}", {"sd.origin.ip": "192.0.2.1"}, "192.0.2.1"),
+        ("", {}, ""),
+    ],
+)
+def test_render(source, fields, text):
+    assert Template(source).render(fields) == text
+
+
+def test_a_missing_field_without_default_gives_none():
+    assert Template("{user} on {tty}").render({"user": "alice"}) is None
+    assert Template("{user}").render({"user": ""}) is None
+
+
+def test_fields_lists_the_names_the_template_needs():
+    assert Template("{a} {b|lower} {c|default:x} text").fields == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{user", "brace"),
+        ("user}", "brace"),
+        ("{}", "brace"),
+        ("{user|shout}", "unknown filter 'shout'"),
+        ("{1user}", "brace"),
+    ],
+)
+def test_bad_templates_fail_at_compile_time_with_a_column(source, message):
+    with pytest.raises(TemplateError, match=message) as info:
+        Template(source)
+    assert info.value.column >= 1
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=50))
+def test_text_without_braces_renders_as_itself(text):
+    assert Template(text).render({}) == text
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b"]), st.text(min_size=1, max_size=20)))
+def test_render_never_raises_on_any_captured_values(fields):
+    result = Template("{a|upper}-{b|default:none}").render(fields)
+    assert result is None or result.endswith(fields.get("b", "none"))
