@@ -45,7 +45,6 @@ def _grammar() -> pp.ParserElement:
     field = pp.Group(
         pp.Suppress("{") + name + pp.Group(pp.ZeroOrMore(pp.Suppress("|") + step))("steps") + pp.Suppress("}")
     )
-    field = field.set_results_name("field", list_all_matches=True)
     literal = pp.Regex(r"([^{}]|\{\{|\}\})+")
     unescaped = literal.set_parse_action(lambda t: t[0].replace("{{", "{").replace("}}", "}"))
     # Whitespace is text here: leave_whitespace() applies to every element of the grammar.
