@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,18 @@ from ingestor.emulator.app import API
 from ingestor.records import ActivityRecord
 
 BASE_TIME = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def find_corpus() -> Path:
+    """The shared syslog corpus: $NWSYSLOG_CORPUS, else the nearest shared/corpus above the repo
+    (CI clones the repository with shared/ beside it)."""
+    override = os.environ.get("NWSYSLOG_CORPUS")
+    candidates = [Path(override)] if override else [p / "shared" / "corpus" for p in REPO.parents]
+    for candidate in candidates:
+        if (candidate / "SOURCES.md").is_file():
+            return candidate
+    raise RuntimeError("the shared syslog corpus was not found: put shared/ beside the checkout or set NWSYSLOG_CORPUS")
 
 
 def make_record(i: int = 0, **fields: Any) -> ActivityRecord:

@@ -2,15 +2,15 @@
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsers.syslog import parse_syslog, zone_for
+from tests.conftest import find_corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+CORPUS = find_corpus()
 RECEIVED = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
