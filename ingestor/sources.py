@@ -19,7 +19,7 @@ from asyncio.trsock import TransportSocket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import Self, cast
 
 import asyncio_dgram
 
@@ -107,8 +107,52 @@ def udp_drops(sock: socket.socket | TransportSocket) -> int | None:
     return None
 
 
-class UdpSource:
+class Source:
+    """What every listener shares: its handler, its counters, the hand-over step, and use as
+    `async with source:` (start on entry, close on exit)."""
+
+    kind = "source"
+
+    def __init__(self, host: str, port: int, handler: Handler, accept: AcceptList | None) -> None:
+        self.host, self.port = host, port
+        self.handler = handler
+        self.accept = accept or AcceptList()
+        self.stats = SourceStats()
+
+    async def start(self) -> None:
+        """Bind and start receiving; raises StartupError if the address cannot be bound."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop receiving; idempotent."""
+        raise NotImplementedError
+
+    def _hand_over(self, raw: bytes, peer: str, received_at: float) -> None:
+        """Count one message and give it to the handler; a failing handler is logged, and the
+        listener keeps receiving (this is the one boundary where input errors stop)."""
+        stats = self.stats
+        stats.messages += 1
+        stats.bytes += len(raw)
+        try:
+            self.handler(raw, peer, received_at)
+        except Exception:
+            log.exception("handler failed on a %s message from %s", self.kind, peer)
+
+    def _bind_error(self, exc: OSError) -> StartupError:
+        return StartupError(f"cannot listen on {self.kind}://{self.host}:{self.port}: {exc.strerror}")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class UdpSource(Source):
     """Receives syslog datagrams on HOST:PORT (IPv4 or IPv6)."""
+
+    kind = "udp"
 
     def __init__(
         self,
@@ -120,14 +164,11 @@ class UdpSource:
         receive_buffer: int | None = None,
         reuse_port: bool = False,
     ) -> None:
-        self.host, self.port = host, port
-        self._handler = handler
-        self._accept = accept or AcceptList()
+        super().__init__(host, port, handler, accept)
         self._receive_buffer = receive_buffer
         self._reuse_port = reuse_port
         self._stream: asyncio_dgram.aio.DatagramServer | None = None
         self._task: asyncio.Task[None] | None = None
-        self.stats = SourceStats()
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -143,7 +184,7 @@ class UdpSource:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise StartupError(f"cannot listen on udp://{self.host}:{self.port}: {exc.strerror}") from None
+            raise self._bind_error(exc) from None
         sock.setblocking(False)
         stream = await asyncio_dgram.from_socket(sock)
         assert isinstance(stream, asyncio_dgram.aio.DatagramServer)
@@ -158,7 +199,7 @@ class UdpSource:
 
     async def _receive(self) -> None:
         assert self._stream is not None
-        stream, stats, allows, handler = self._stream, self.stats, self._accept.allows, self._handler
+        stream, stats, allows, hand_over = self._stream, self.stats, self.accept.allows, self._hand_over
         while True:
             try:
                 data, addr = await stream.recv()
@@ -172,19 +213,7 @@ class UdpSource:
             if not data:
                 stats.empty += 1
                 continue
-            stats.messages += 1
-            stats.bytes += len(data)
-            try:
-                handler(data, peer, now)
-            except Exception:  # the boundary: one bad message must not stop the listener
-                log.exception("handler failed on a datagram from %s", peer)
-
-    async def __aenter__(self) -> UdpSource:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+            hand_over(data, peer, now)
 
     def close(self) -> None:
         """Stop receiving; idempotent."""
@@ -241,17 +270,10 @@ class _TcpConnection(asyncio.Protocol):
         return None
 
     def _deliver(self, messages: list[bytes]) -> None:
-        stats = self._source.stats
         self._sync_counts()
         now = time.time()
-        handler = self._source.handler
         for raw in messages:
-            stats.messages += 1
-            stats.bytes += len(raw)
-            try:
-                handler(raw, self._peer, now)
-            except Exception:
-                log.exception("handler failed on a message from %s", self._peer)
+            self._source._hand_over(raw, self._peer, now)
 
     def _sync_counts(self) -> None:
         framer, stats = self._framer, self._source.stats
@@ -272,8 +294,10 @@ class _TcpConnection(asyncio.Protocol):
             self._transport.abort()
 
 
-class TcpSource:
+class TcpSource(Source):
     """Receives syslog over TCP, or TLS (RFC 5425) when given an SSL context."""
+
+    kind = "tcp"
 
     def __init__(
         self,
@@ -287,16 +311,13 @@ class TcpSource:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
     ) -> None:
-        self.host, self.port = host, port
-        self.handler = handler
-        self.accept = accept or AcceptList()
+        super().__init__(host, port, handler, accept)
         self.max_message = max_message
         self.idle_timeout = idle_timeout
         self._ssl = ssl_context
         self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self.connections: set[_TcpConnection] = set()
-        self.stats = SourceStats()
 
     async def start(self) -> None:
         """Bind and start accepting; raises StartupError if the address cannot be bound."""
@@ -311,15 +332,8 @@ class TcpSource:
                 backlog=1024,
             )
         except OSError as exc:
-            raise StartupError(f"cannot listen on tcp://{self.host}:{self.port}: {exc.strerror}") from None
+            raise self._bind_error(exc) from None
         self.port = self._server.sockets[0].getsockname()[1]
-
-    async def __aenter__(self) -> TcpSource:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop accepting and close every connection; idempotent."""
