@@ -118,6 +118,12 @@ _FAST_LINUX = re.compile(
     r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
     r"(?P<prog>[a-z][^\s\[\]:%/]{0,127}?)(?:\[(?P<pid>[^\]\s]{1,32})\])?:(?: |$)"
 )
+# Cisco IOS's own shape, "seq: [host: ][*.]Mmm dd [yyyy] hh:mm:ss[.fff][ TZ]: %FAC-SEV-MNEMONIC: ...".
+_FAST_CISCO = re.compile(
+    r"(?P<seq>\d+): (?:(?!\d+: )(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?): )?[*.]?"
+    r"(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2})(?: (?P<y>\d{4}))? (?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: (?=%)"
+)
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
@@ -256,7 +262,16 @@ def _bsd_time(
 
 
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
-    if fast and (m := _FAST_LINUX.match(line)) is not None:
+    if fast and (m := _FAST_CISCO.match(line)) is not None:
+        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
+        if when is not None:
+            msg.timestamp = when
+            msg.sequence = int(m["seq"])
+            msg.hostname = m["host"]
+            msg.text = line[m.end() :]
+            _split_mnemonic(msg, msg.text)
+            return
+    if fast and (m := _FAST_LINUX.match(line)) is not None and not _more_header(line, m.end()):
         when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
         if when is not None:
             msg.timestamp = when
@@ -337,6 +352,15 @@ def _iso_local(m: re.Match[str], tz: tzinfo) -> datetime | None:
         )  # fmt: skip
     except ValueError:
         return None
+
+
+def _more_header(line: str, pos: int) -> bool:
+    """After a fast-path tag: is this really a relay header followed by the device's own
+    (`... 192.0.2.1 sw01: 3132779: Jul 14 ...`)? Cheap first-character test, then the full one."""
+    head = line[pos : pos + 3]
+    if not head or not (head[0].isdigit() or head[0] in "*.%" or head.lower() in _MONTHS):
+        return False
+    return _header_follows(line, pos)
 
 
 def _header_follows(line: str, pos: int) -> bool:
