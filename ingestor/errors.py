@@ -3,6 +3,7 @@
 ```
 NwsyslogError
 ├── ConfigError(reason, path=None, line=None, key=None)   -> exit code 2
+│   └── RuleError(reason, path, line, key, rule_id)        a rule file that cannot be loaded
 ├── StartupError(reason)                                   -> exit code 3
 ├── RecordTooLarge(size, limit)                            one record cannot fit in any request
 └── DeliveryError(message)                                 raised by the output path only
@@ -43,6 +44,24 @@ class ConfigError(NwsyslogError):
         prefix = f"{where}: " if where else ""
         field = f"{key}: " if key else ""
         super().__init__(f"{prefix}{field}{reason}")
+
+
+class RuleError(ConfigError):
+    """A rule that cannot be loaded; names the file, line, rule id and field."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        rule_id: str | None = None,
+    ) -> None:
+        self.rule_id = rule_id
+        if rule_id:
+            reason = f"rule {rule_id!r}: {reason}"
+        super().__init__(reason, path=path, line=line, key=key)
 
 
 class StartupError(NwsyslogError):

@@ -1,0 +1,124 @@
+"""The rule file format (YAML), as pydantic models. See rules/README.md for the author's view.
+
+```yaml
+pack: cisco_ios
+description: Cisco IOS configuration, logon and device events
+rules:
+  - id: cisco.sys.config_i
+    description: Running configuration changed from a terminal
+    match:
+      mnemonic: SYS-5-CONFIG_I
+      regex: 'Configured from (?P<via>\\S+) by (?P<user>\\S+)'
+    record:
+      Action: Modified
+      ObjectType: Configuration
+      Who: "{user}"
+      What: running-config
+    details:
+      Configured from: "{via}"
+    examples:
+      - line: "<189>12: *Mar  1 00:01:02.345: %SYS-5-CONFIG_I: Configured from console by admin"
+        record: {Action: Modified, Who: admin}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ingestor.records import Action
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+# Record fields a rule may set with templates. When comes from the message; DataSource,
+# MonitoringPlan and Item from configuration; DetailList from `details`.
+TEMPLATE_FIELDS = ("Who", "Action", "What", "Where", "ObjectType", "Workstation")
+REQUIRED_FIELDS = ("Who", "Action", "What", "ObjectType")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class MatchSpec(BaseModel):
+    """When a rule applies: every given condition must hold."""
+
+    model_config = _STRICT
+
+    program: tuple[str, ...] = ()
+    mnemonic: tuple[str, ...] = ()
+    facility: tuple[str, ...] = ()
+    regex: str | None = None
+
+    _lists = field_validator("program", "mnemonic", "facility", mode="before")(_as_list)
+
+    @model_validator(mode="after")
+    def _something(self) -> MatchSpec:
+        if not (self.program or self.mnemonic or self.facility or self.regex):
+            raise ValueError("a rule must match on at least one of program, mnemonic, facility, regex")
+        return self
+
+
+class ExampleSpec(BaseModel):
+    """An input line and what the rule must make of it (a subset of the record's fields)."""
+
+    model_config = _STRICT
+
+    line: str
+    record: dict[str, Any] | None = None
+    unmatched: bool = False
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> ExampleSpec:
+        if self.unmatched == (self.record is not None):
+            raise ValueError("an example gives either 'record' (the expected fields) or 'unmatched: true'")
+        return self
+
+
+class RuleSpec(BaseModel):
+    """One rule: a match, and the Activity Record to make (or `drop: true` to discard)."""
+
+    model_config = _STRICT
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=128)
+    description: str = Field(min_length=1)
+    match: MatchSpec
+    record: dict[str, str] = {}
+    details: dict[str, str] = {}
+    drop: bool = False
+    examples: tuple[ExampleSpec, ...] = Field(min_length=1)
+
+    @field_validator("record")
+    @classmethod
+    def _fields(cls, record: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(record) - set(TEMPLATE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown record field(s) {', '.join(unknown)}; allowed: {', '.join(TEMPLATE_FIELDS)}")
+        if "Action" in record and "{" not in record["Action"]:
+            try:
+                action = Action(record["Action"])  # any casing; normalized to Netwrix's
+            except ValueError:
+                allowed = ", ".join(a.value for a in Action)
+                raise ValueError(f"Action {record['Action']!r} is not one of {allowed}") from None
+            record = {**record, "Action": action.value}
+        return record
+
+    @model_validator(mode="after")
+    def _complete(self) -> RuleSpec:
+        if not self.drop:
+            missing = [f for f in REQUIRED_FIELDS if f not in self.record]
+            if missing:
+                raise ValueError(f"record lacks {', '.join(missing)} (or set drop: true)")
+        return self
+
+
+class PackSpec(BaseModel):
+    """A rule file."""
+
+    model_config = _STRICT
+
+    pack: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str = ""
+    rules: tuple[RuleSpec, ...] = Field(min_length=1)

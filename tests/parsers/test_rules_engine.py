@@ -1,0 +1,148 @@
+"""Rule files compiled into a RuleSet: matching, rendering, indexing and load-time errors."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ingestor.errors import RuleError
+from ingestor.records import Action
+from parsers.rules import build_ruleset, compile_pack
+from parsers.syslog import parse_syslog
+from parsers.yamlfile import load_yaml
+
+RECEIVED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+PACK = r"""
+pack: test
+rules:
+  - id: cisco.sys.config_i
+    description: Running configuration changed from a terminal
+    match:
+      mnemonic: SYS-5-CONFIG_I
+      regex: 'Configured from (?P<via>\S+) by (?P<user>\S+)'
+    record:
+      Action: modified
+      ObjectType: Configuration
+      Who: "{user}"
+      What: running-config
+    details:
+      Configured from: "{via}"
+    examples:
+      - line: "<189>12: *Mar  1 00:01:02.345: %SYS-5-CONFIG_I: Configured from console by admin"
+        record: {Action: Modified, Who: admin}
+  - id: linux.sshd.accepted
+    description: Successful SSH logon
+    match:
+      program: sshd
+      regex: '^Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<ip>\S+) port \d+'
+    record:
+      Action: Successful Logon
+      ObjectType: Logon
+      Who: "{user}"
+      What: "ssh session"
+      Workstation: "{ip}"
+    details:
+      Method: "{method}"
+    examples:
+      - line: "Jan  1 00:00:00 web01 sshd[1]: Accepted password for alice from 192.0.2.9 port 22 ssh2"
+        record: {Who: alice}
+  - id: linux.sshd.noise
+    description: Drop sshd key exchange chatter
+    match: {program: sshd, regex: '^Connection closed by'}
+    drop: true
+    examples:
+      - line: "Jan  1 00:00:00 web01 sshd[1]: Connection closed by 192.0.2.9"
+        unmatched: true
+  - id: any.authpriv
+    description: Anything else on authpriv
+    match: {facility: authpriv}
+    record: {Action: Read, ObjectType: Event, Who: "{program|default:unknown}", What: event}
+    examples:
+      - line: "<86>Jan  1 00:00:00 web01 cron[2]: anything"
+        record: {Who: cron}
+"""
+
+
+def ruleset(text=PACK, name="rules/test/pack.yaml"):
+    return build_ruleset([compile_pack(load_yaml(name, text))])
+
+
+def message(line, source="198.51.100.7"):
+    return parse_syslog(line.encode(), source=source, received_at=RECEIVED)
+
+
+def test_cisco_rule_matches_and_renders_a_full_record():
+    rules = ruleset()
+    match = rules.match(message("<189>12: sw1: *Mar  1 00:01:02.345: %SYS-5-CONFIG_I: Configured from vty0 by admin"))
+    assert match is not None and match.rule.id == "cisco.sys.config_i"
+    record = match.render({"DataSource": "Syslog", "MonitoringPlan": {"Name": "Network"}})
+    assert record.Action is Action.MODIFIED and record.Who == "admin" and record.Where == "sw1"
+    assert record.Workstation == "198.51.100.7"
+    assert record.DetailList[0].PropertyName == "Configured from" and record.DetailList[0].After == "vty0"
+    assert record.When.year == 2026 and record.MonitoringPlan.Name == "Network"
+
+
+def test_linux_rule_uses_the_captured_workstation():
+    record = (
+        ruleset()
+        .match(message("Jan  1 00:00:00 web01 sshd[1]: Accepted publickey for bob from 192.0.2.9 port 22 ssh2"))
+        .render()
+    )
+    assert (record.Who, record.Workstation, record.Where) == ("bob", "192.0.2.9", "web01")
+    assert record.DetailList[0].After == "publickey"
+
+
+def test_drop_rules_match_but_make_no_record():
+    match = ruleset().match(message("Jan  1 00:00:00 web01 sshd[1]: Connection closed by 192.0.2.9"))
+    assert match is not None and match.rule.drop and match.render() is None
+
+
+def test_unmatched_messages_give_none():
+    assert ruleset().match(message("Jan  1 00:00:00 web01 kernel: something")) is None
+
+
+def test_facility_rules_apply_only_to_their_facility():
+    rules = ruleset()
+    assert rules.match(message("<86>Jan  1 00:00:00 web01 cron[2]: x")).rule.id == "any.authpriv"
+    assert rules.match(message("<14>Jan  1 00:00:00 web01 cron[2]: x")) is None
+
+
+def test_index_offers_only_rules_that_can_apply():
+    rules = ruleset()
+    cisco = message("<189>12: *Mar  1 00:01:02.345: %SYS-5-CONFIG_I: Configured from console by admin")
+    assert [r.id for r in rules.candidates(cisco)] == ["cisco.sys.config_i", "any.authpriv"]
+
+
+def test_a_later_pack_overrides_a_rule_by_id():
+    user = PACK.replace("What: running-config", "What: startup-config").replace("pack: test", "pack: user")
+    rules = build_ruleset([compile_pack(load_yaml("base.yaml", PACK)), compile_pack(load_yaml("user.yaml", user))])
+    assert len(rules.rules) == 4
+    match = rules.match(message("<189>12: *Mar  1 00:01:02.345: %SYS-5-CONFIG_I: Configured from console by admin"))
+    assert match.render().What == "startup-config" and match.rule.pack == "user"
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "rule_id", "text"),
+    [
+        (("Action: modified", "Action: Modify"), 10, "cisco.sys.config_i", "'Modify' is not one of Added"),
+        (
+            ("'Configured from (?P<via>\\S+) by (?P<user>\\S+)'", "'(\\w+\\s?)+'"),
+            8,
+            "cisco.sys.config_i",
+            "nests an unbounded",
+        ),
+        (('Who: "{user}"', 'Who: "{usr}"'), 12, "cisco.sys.config_i", "{usr}"),
+        (("facility: authpriv", "facility: autpriv"), 44, "any.authpriv", "unknown facility 'autpriv'"),
+        (('Who: "{user}"\n      What: running-config', "What: running-config"), 4, "cisco.sys.config_i", "lacks Who"),
+        (('Who: "{user}"', 'Who: "{user"'), 12, "cisco.sys.config_i", "brace"),
+    ],
+)
+def test_bad_rules_are_refused_with_file_line_rule_and_reason(change, line, rule_id, text):
+    bad = PACK.replace(*change, 1)
+    assert bad != PACK
+    with pytest.raises(RuleError) as info:
+        compile_pack(load_yaml("rules/test/pack.yaml", bad))
+    error = info.value
+    assert error.path == "rules/test/pack.yaml" and error.rule_id == rule_id
+    assert error.line == line, str(error)
+    assert text in str(error)
