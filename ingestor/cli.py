@@ -76,7 +76,7 @@ def emulator(
     """Run a Netwrix Auditor Integration API emulator (write, enum, search)."""
     from .emulator import EmulatorServer, EmulatorSettings, self_signed_certificate
     from .emulator.app import API
-    from .emulator.server import colon_hex
+    from .tls import colon_hex
 
     try:
         host, port = parse_listen(listen)

@@ -17,6 +17,7 @@ import httpx
 from lxml import etree
 
 from .config import AuthConfig, NetwrixConfig
+from .encoding import encoder_for
 from .errors import ConfigError, TlsPinError
 from .records import ERROR_NAMESPACE
 from .retry import Outcome, classify
@@ -129,14 +130,11 @@ class NetwrixSink:
     def __init__(self, config: NetwrixConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self._url = config.write_url
-        self._content_type = (
-            "application/json; charset=UTF-8" if config.format == "json" else ("application/xml; charset=UTF-8")
-        )
         self._client = httpx.AsyncClient(
             auth=build_auth(config.auth),
             transport=transport or make_transport(config),
             timeout=httpx.Timeout(config.timeout),
-            headers={"Content-Type": self._content_type, "User-Agent": "nwsyslog"},
+            headers={"Content-Type": encoder_for(config.format).content_type, "User-Agent": "nwsyslog"},
             follow_redirects=False,
         )
 

@@ -66,8 +66,8 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
         if not hmac.compare_digest(seen, self._pin):
             await tls_stream.aclose()
             raise TlsPinError(
-                f"{server_hostname}: certificate thumbprint {_colons(seen)} does not match the "
-                f"configured {_colons(self._pin)}; nothing was sent. If the Netwrix server's "
+                f"{server_hostname}: certificate thumbprint {colon_hex(seen)} does not match the "
+                f"configured {colon_hex(self._pin)}; nothing was sent. If the Netwrix server's "
                 "certificate was renewed, update tls.thumbprint"
             )
         return tls_stream
@@ -96,7 +96,8 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def _colons(hexed: str) -> str:
+def colon_hex(hexed: str) -> str:
+    """`ab12...` as `AB:12:...`, the way Windows and Netwrix show certificate thumbprints."""
     return ":".join(hexed[i : i + 2] for i in range(0, len(hexed), 2)).upper()
 
 

@@ -47,12 +47,17 @@ class YamlDocument:
         """The first validation error as a ConfigError at its file, line and key."""
         first = exc.errors()[0]
         loc = [p for p in first["loc"] if isinstance(p, str | int)]
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        key = format_loc(loc)
         reason = first["msg"]
         more = len(exc.errors()) - 1
         if more:
             reason += f" (and {more} more error{'s' if more > 1 else ''})"
         return ConfigError(reason, path=self.path, line=self.line_of(loc), key=key or None)
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """A value's path as rule authors read it: `rules[1].record.Action`."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def load_yaml(path: str | Path, text: str | None = None) -> YamlDocument:

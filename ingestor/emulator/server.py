@@ -71,11 +71,6 @@ def self_signed_certificate(directory: Path, hosts: list[str]) -> Certificate:
     )
 
 
-def colon_hex(hexed: str) -> str:
-    """`ab12...` as `AB:12:...`, the way Windows shows certificate thumbprints."""
-    return ":".join(hexed[i : i + 2] for i in range(0, len(hexed), 2)).upper()
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (IPv6 when host is an IPv6 address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

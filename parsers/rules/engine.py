@@ -22,7 +22,7 @@ from ingestor.records import ActivityRecord
 from ..regex_safety import UnsafeRegex, compile_safe
 from ..syslog import FACILITIES, Message
 from ..template import Template, TemplateError
-from ..yamlfile import YamlDocument
+from ..yamlfile import YamlDocument, format_loc
 from .schema import PackSpec, RuleSpec
 
 MESSAGE_FIELDS = ("host", "source", "program", "pid", "mnemonic", "hostname")  # always available to templates
@@ -46,24 +46,22 @@ class Rule:
     spec: RuleSpec
     source: str = ""  # "file:line", for messages
 
-    def fields_of(self, message: Message) -> dict[str, str | None] | None:
-        """The template fields for `message`, or None when a condition does not hold."""
+    def fields_of(self, message: Message, base: dict[str, str | None]) -> dict[str, str | None] | None:
+        """The template fields for `message` (`base` plus the regex's groups), or None when a
+        condition does not hold."""
         if self.facilities and message.facility not in self.facilities:
             return None
-        fields: dict[str, str | None] = {
-            "host": message.host,
-            "source": message.source,
-            "program": message.program,
-            "pid": message.pid,
-            "mnemonic": message.mnemonic,
-            "hostname": message.hostname,
-        }
-        if self.regex is not None:
-            m = self.regex.search(message.text, 0, MAX_REGEX_INPUT)
-            if m is None:
-                return None
-            fields.update(m.groupdict())
-        return fields
+        if self.regex is None:
+            return base
+        m = self.regex.search(message.text, 0, MAX_REGEX_INPUT)
+        if m is None:
+            return None
+        return {**base, **m.groupdict()}
+
+
+def message_fields(message: Message) -> dict[str, str | None]:
+    """The fields every template may use, whatever the rule's regex captures."""
+    return {name: getattr(message, name) for name in MESSAGE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +130,30 @@ class RuleSet:
 
     def candidates(self, message: Message) -> tuple[Rule, ...]:
         """Rules that could apply to `message`, in file order."""
-        found = self._by_mnemonic.get(message.mnemonic or "", ()) + self._by_program.get(message.program or "", ())
-        if self._rest:
-            found += self._rest
-        if len(found) > 1:
-            found = tuple(sorted(set(found), key=lambda r: self._order[r.id]))
-        return found
+        buckets = [
+            b
+            for b in (
+                self._by_mnemonic.get(message.mnemonic or ""),
+                self._by_program.get(message.program or ""),
+                self._rest,
+            )
+            if b
+        ]
+        if len(buckets) <= 1:
+            return buckets[0] if buckets else ()  # each bucket is already in file order
+        return tuple(sorted({r for b in buckets for r in b}, key=lambda r: self._order[r.id]))
 
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
+        base: dict[str, str | None] | None = None
         for rule in self.candidates(message):
             if rule.mnemonics and message.mnemonic not in rule.mnemonics:
                 continue
             if rule.programs and message.program not in rule.programs:
                 continue
-            fields = rule.fields_of(message)
+            if base is None:
+                base = message_fields(message)
+            fields = rule.fields_of(message, base)
             if fields is not None:
                 return Match(rule, message, fields)
         return None
@@ -207,8 +214,7 @@ def _facility(doc: YamlDocument, spec: RuleSpec, index: int, name: str) -> int:
 
 
 def _rule_error(doc: YamlDocument, spec: RuleSpec, loc: tuple[str | int, ...], reason: str) -> RuleError:
-    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    return RuleError(reason, path=doc.path, line=doc.line_of(loc), key=key, rule_id=spec.id)
+    return RuleError(reason, path=doc.path, line=doc.line_of(loc), key=format_loc(loc), rule_id=spec.id)
 
 
 def _rule_id_at(doc: YamlDocument, exc: ValidationError) -> str | None:
