@@ -8,6 +8,7 @@ for an HTTP status or a transport failure; only programming errors escape.
 from __future__ import annotations
 
 import email.utils
+import json
 import ssl
 import time
 from dataclasses import dataclass
@@ -62,8 +63,6 @@ def error_list_text(body: bytes, content_type: str) -> str:
     errors: list[str] = []
     try:
         if "json" in content_type or text.startswith("{"):
-            import json
-
             data = json.loads(text)
             for err in data.get("ErrorList", []):
                 errors.append(_error_line(err.get("Category"), err.get("Description"), err.get("Location")))
