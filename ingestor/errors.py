@@ -5,6 +5,7 @@ NwsyslogError
 ├── ConfigError(reason, path=None, line=None, key=None)   -> exit code 2
 │   └── RuleError(reason, path, line, key, rule_id)        a rule file that cannot be loaded
 ├── StartupError(reason)                                   -> exit code 3
+├── RenderError(rule_id, reason)                           a matched message that cannot become a record
 ├── RecordTooLarge(size, limit)                            one record cannot fit in any request
 └── DeliveryError(message)                                 raised by the output path only
     ├── DeliveryHalted(status, message)                    401/403/404/405/pinning: stop, keep data
@@ -66,6 +67,16 @@ class RuleError(ConfigError):
 
 class StartupError(NwsyslogError):
     """The service could not start (bind failed, spool unusable, server unreachable)."""
+
+
+class RenderError(NwsyslogError):
+    """A rule matched a message but its record cannot be built (a required field came out
+    empty, a value the schema refuses). Counted per rule, never silently dropped."""
+
+    def __init__(self, rule_id: str, reason: str) -> None:
+        self.rule_id = rule_id
+        self.reason = reason
+        super().__init__(f"rule {rule_id!r}: {reason}")
 
 
 class RecordTooLarge(NwsyslogError):

@@ -100,7 +100,8 @@ _ISO_TS = re.compile(
     r"(?:[.,](?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d{2}:?\d{2})?(?P<colon>:)?(?=\s|$)",
     re.IGNORECASE,
 )
-_UPTIME = re.compile(r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}:\d{2}:?(?=\s)", re.IGNORECASE)
+# A device uptime instead of a clock ("service timestamps log uptime"): "2y10w:", "1d02h:", "00:00:46:".
+_UPTIME = re.compile(r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}(?::\d{2}|\.\d{1,6})?:?(?=\s)", re.IGNORECASE)
 _SEQ = re.compile(r"(\d+):(?=\s)")
 _WORD = re.compile(r"([^\s]+)")
 _TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:(?=\s|$)")
@@ -398,4 +399,9 @@ def _split_mnemonic(msg: Message, text: str) -> None:
 def zone_for(name: str) -> tzinfo:
     """A configured per-source zone: an IANA name (`Europe/Vienna`) or an offset/abbreviation."""
     fixed = _zone(name)
-    return fixed if fixed is not None else ZoneInfo(name)
+    if fixed is not None:
+        return fixed
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Vienna, or +02:00)") from None

@@ -4,6 +4,7 @@
     What: "{command} (as {runas})"     literal text around fields
     Where: "{host|lower}"              filters: lower, upper, strip
     Workstation: "{rhost|default:-}"   a value when the field is missing or empty
+    Who: "{user|or:ruser|or:rhost}"    the first of these fields that is not empty
     ObjectType: "{{literal braces}}"   doubled braces are literal
 
 The grammar is parsed with pyparsing once, when a rule file is loaded; rendering a compiled
@@ -35,13 +36,15 @@ class _Field:
     name: str
     filters: tuple[Filter, ...]
     default: str | None
+    alternatives: tuple[str, ...] = ()
 
 
 def _grammar() -> pp.ParserElement:
     name = pp.Word(pp.alphas + "_", pp.alphanums + "_.")("name")
     filter_name = pp.Word(pp.alphas)
     default = pp.Suppress("default:") + pp.Regex(r"[^}|]*")("default")
-    step = pp.Group(default | filter_name("filter"))
+    alternative = pp.Suppress("or:") + pp.Word(pp.alphas + "_", pp.alphanums + "_.")("alt")
+    step = pp.Group(default | alternative | filter_name("filter"))
     field = pp.Group(
         pp.Suppress("{") + name + pp.Group(pp.ZeroOrMore(pp.Suppress("|") + step))("steps") + pp.Suppress("}")
     )
@@ -78,18 +81,23 @@ class Template:
                 continue
             filters: list[Filter] = []
             default: str | None = None
+            alternatives: list[str] = []
             for step in token["steps"]:
                 if "default" in step:
                     default = step["default"]
+                elif "alt" in step:
+                    alternatives.append(step["alt"])
                 elif step["filter"] in FILTERS:
                     filters.append(FILTERS[step["filter"]])
                 else:
                     known = ", ".join(sorted(FILTERS))
                     column = source.find("|" + step["filter"]) + 2
-                    raise TemplateError(f"unknown filter {step['filter']!r} (known: {known}, default:VALUE)", column)
-            parts.append(_Field(token["name"], tuple(filters), default))
+                    raise TemplateError(
+                        f"unknown filter {step['filter']!r} (known: {known}, or:FIELD, default:VALUE)", column
+                    )
+            parts.append(_Field(token["name"], tuple(filters), default, tuple(alternatives)))
         self._parts = tuple(parts)
-        self.fields = frozenset(p.name for p in parts if isinstance(p, _Field))
+        self.fields = frozenset(name for p in parts if isinstance(p, _Field) for name in (p.name, *p.alternatives))
 
     def render(self, fields: Mapping[str, str | None]) -> str | None:
         """The text for these captured fields; None if a required field is missing or empty."""
@@ -99,6 +107,10 @@ class Template:
                 out.append(part)
                 continue
             value = fields.get(part.name)
+            for alternative in part.alternatives:
+                if value:
+                    break
+                value = fields.get(alternative)
             if not value:
                 if part.default is None:
                     return None

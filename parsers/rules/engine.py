@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ingestor.errors import RuleError
+from ingestor.errors import RenderError, RuleError
 from ingestor.records import ActivityRecord
 
 from ..regex_safety import UnsafeRegex, compile_safe
@@ -39,11 +39,15 @@ class Rule:
     programs: frozenset[str]
     mnemonics: frozenset[str]
     facilities: frozenset[int]
+    contains: tuple[str, ...]
     regex: re.Pattern[str] | None
     record: Mapping[str, Template]
-    details: Mapping[str, Template]
+    # (PropertyName, Before, After); a property name may itself be a template ("{property}").
+    details: Mapping[str, tuple[Template, Template | None, Template | None]]
     drop: bool
     spec: RuleSpec
+    data_source: str | None = None
+    fallback: bool = False
     source: str = ""  # "file:line", for messages
 
     def fields_of(self, message: Message, base: dict[str, str | None]) -> dict[str, str | None] | None:
@@ -51,6 +55,10 @@ class Rule:
         condition does not hold."""
         if self.facilities and message.facility not in self.facilities:
             return None
+        if self.contains:
+            text = message.text
+            if not any(literal in text for literal in self.contains):
+                return None
         if self.regex is None:
             return base
         m = self.regex.search(message.text, 0, MAX_REGEX_INPUT)
@@ -64,6 +72,9 @@ def message_fields(message: Message) -> dict[str, str | None]:
     return {name: getattr(message, name) for name in MESSAGE_FIELDS}
 
 
+_NAME255 = ("Who", "Where", "ObjectType")  # the schema caps these at 255 characters
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A rule that matched a message, with the fields its regex captured."""
@@ -73,46 +84,70 @@ class Match:
     fields: Mapping[str, str | None]
 
     def render(self, defaults: Mapping[str, Any] | None = None) -> ActivityRecord | None:
-        """The Activity Record, or None for a drop rule or when a required template field is empty.
+        """The Activity Record, or None for a drop rule.
 
-        `defaults` supplies DataSource, MonitoringPlan and Item from configuration.
+        `defaults` supplies DataSource, MonitoringPlan and Item from configuration; the pack's
+        `data_source` applies when the configuration names none. Raises RenderError when a
+        required field comes out empty or the schema refuses a value: the caller counts it.
         """
-        if self.rule.drop:
+        rule = self.rule
+        if rule.drop:
             return None
-        values: dict[str, Any] = dict(defaults or {})
-        for name, template in self.rule.record.items():
+        values: dict[str, Any] = {"DataSource": rule.data_source} if rule.data_source else {}
+        if defaults:
+            values.update(defaults)
+        for name, template in rule.record.items():
             text = template.render(self.fields)
-            if text is None:
+            if not text:
                 if name == "Workstation":
                     continue
-                return None
+                raise RenderError(rule.id, f"{name} came out empty (template {template.source!r})")
             values[name] = text
         values.setdefault("Where", self.message.host or "unknown")
         if "Workstation" not in values and self.fields.get("source"):
             values["Workstation"] = self.fields["source"]
+        for name in _NAME255:
+            if len(values[name]) > 255:
+                values[name] = values[name][:255]
         values["When"] = self.message.timestamp or self.message.received_at
         details = []
-        for prop, template in self.rule.details.items():
-            text = template.render(self.fields)
-            if text:
-                details.append({"PropertyName": prop, "After": text})
+        for name_t, before_t, after_t in rule.details.values():
+            before = before_t.render(self.fields) if before_t is not None else None
+            after = after_t.render(self.fields) if after_t is not None else None
+            prop = name_t.render(self.fields)
+            if prop and (before or after):
+                entry = {"PropertyName": prop[:255]}
+                if before:
+                    entry["Before"] = before
+                if after:
+                    entry["After"] = after
+                details.append(entry)
         if details:
             values["DetailList"] = details
-        return ActivityRecord(**values)
+        try:
+            return ActivityRecord(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise RenderError(rule.id, f"{where}: {first['msg']}") from None
 
 
 @dataclass
 class RuleSet:
-    """An indexed, immutable set of rules; build a new one to change it (SIGHUP swaps references)."""
+    """An indexed, immutable set of rules; build a new one to change it (SIGHUP swaps references).
+
+    Candidate lists are merged at build time: a message with a mnemonic (or a program) looks up
+    one tuple that already holds, in file order, the rules keyed on it and the few rules keyed on
+    neither. Only a message with both a mnemonic and a program merges two lists at match time.
+    """
 
     rules: tuple[Rule, ...]
     _by_mnemonic: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
     _by_program: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
     _rest: tuple[Rule, ...] = field(init=False, repr=False)
-    _order: dict[str, int] = field(init=False, repr=False)
+    _order: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        order = {rule.id: i for i, rule in enumerate(self.rules)}
         by_mnemonic: dict[str, list[Rule]] = {}
         by_program: dict[str, list[Rule]] = {}
         rest: list[Rule] = []
@@ -123,31 +158,40 @@ class RuleSet:
                 by_program.setdefault(program, []).append(rule)
             if not rule.mnemonics and not rule.programs:
                 rest.append(rule)
-        self._by_mnemonic = {k: tuple(v) for k, v in by_mnemonic.items()}
-        self._by_program = {k: tuple(v) for k, v in by_program.items()}
+        # Fallback rules sort after all others; file order otherwise.
+        self._order = {id(rule): i + (len(self.rules) if rule.fallback else 0) for i, rule in enumerate(self.rules)}
         self._rest = tuple(rest)
-        self._order = order
+        self._by_mnemonic = {k: self._merge(v, rest) for k, v in by_mnemonic.items()}
+        self._by_program = {k: self._merge(v, rest) for k, v in by_program.items()}
+
+    def _merge(self, *lists: Iterable[Rule]) -> tuple[Rule, ...]:
+        unique = {id(r): r for rules in lists for r in rules}
+        return tuple(sorted(unique.values(), key=lambda r: self._order[id(r)]))
+
+    def __len__(self) -> int:
+        return len(self.rules)
 
     def candidates(self, message: Message) -> tuple[Rule, ...]:
         """Rules that could apply to `message`, in file order."""
-        buckets = [
-            b
-            for b in (
-                self._by_mnemonic.get(message.mnemonic or ""),
-                self._by_program.get(message.program or ""),
-                self._rest,
-            )
-            if b
-        ]
-        if len(buckets) <= 1:
-            return buckets[0] if buckets else ()  # each bucket is already in file order
-        return tuple(sorted({r for b in buckets for r in b}, key=lambda r: self._order[r.id]))
+        mnemonic = message.mnemonic
+        by_mnemonic = None
+        if mnemonic:
+            by_mnemonic = self._by_mnemonic.get(mnemonic)
+            bare = self._by_mnemonic.get(mnemonic.rpartition("-")[2])  # rules written for any FAC-SEV
+            if bare is not None:
+                by_mnemonic = bare if by_mnemonic is None else self._merge(by_mnemonic, bare)
+        by_program = self._by_program.get(message.program) if message.program else None
+        if by_mnemonic is None:
+            return by_program if by_program is not None else self._rest
+        if by_program is None:
+            return by_mnemonic
+        return self._merge(by_mnemonic, by_program)
 
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
         base: dict[str, str | None] | None = None
         for rule in self.candidates(message):
-            if rule.mnemonics and message.mnemonic not in rule.mnemonics:
+            if rule.mnemonics and not _mnemonic_in(message.mnemonic, rule.mnemonics):
                 continue
             if rule.programs and message.program not in rule.programs:
                 continue
@@ -157,6 +201,10 @@ class RuleSet:
             if fields is not None:
                 return Match(rule, message, fields)
         return None
+
+
+def _mnemonic_in(mnemonic: str | None, wanted: frozenset[str]) -> bool:
+    return mnemonic is not None and (mnemonic in wanted or mnemonic.rpartition("-")[2] in wanted)
 
 
 def compile_pack(doc: YamlDocument) -> list[Rule]:
@@ -174,35 +222,57 @@ def compile_pack(doc: YamlDocument) -> list[Rule]:
             regex = compile_safe(spec.match.regex) if spec.match.regex else None
         except UnsafeRegex as exc:
             raise _rule_error(doc, spec, (*where, "match", "regex"), str(exc)) from None
-        templates: dict[str, Template] = {}
-        details: dict[str, Template] = {}
-        for target, section, items in ((templates, "record", spec.record), (details, "details", spec.details)):
-            for name, text in items.items():
-                try:
-                    target[name] = Template(text)
-                except TemplateError as exc:
-                    raise _rule_error(doc, spec, (*where, section, name), str(exc)) from None
         available = set(MESSAGE_FIELDS) | set(regex.groupindex if regex else ())
-        for section, compiled in (("record", templates), ("details", details)):
-            for name, template in compiled.items():
-                missing = sorted(template.fields - available)
-                if missing:
-                    raise _rule_error(
-                        doc, spec, (*where, section, name),
-                        f"uses {', '.join('{' + m + '}' for m in missing)}, which neither the regex "
-                        "captures (?P<name>...) nor the message provides",
-                    )  # fmt: skip
+
+        templates = {
+            name: _template(doc, spec, (*where, "record", name), text, available) for name, text in spec.record.items()
+        }
+        details: dict[str, tuple[Template, Template | None, Template | None]] = {}
+        for name, value in spec.details.items():
+            name_t = _template(doc, spec, (*where, "details", name), name, available)
+            if isinstance(value, str):
+                details[name] = (name_t, None, _template(doc, spec, (*where, "details", name), value, available))
+            else:
+                before = (
+                    _template(doc, spec, (*where, "details", name, "before"), value.before, available)
+                    if value.before is not None
+                    else None
+                )
+                after = (
+                    _template(doc, spec, (*where, "details", name, "after"), value.after, available)
+                    if value.after is not None
+                    else None
+                )
+                details[name] = (name_t, before, after)
         facilities = frozenset(_facility(doc, spec, index, f) for f in spec.match.facility)
         line = doc.line_of(where)
         rules.append(
             Rule(
                 id=spec.id, description=spec.description, pack=pack.pack,
                 programs=frozenset(spec.match.program), mnemonics=frozenset(spec.match.mnemonic),
-                facilities=facilities, regex=regex, record=templates, details=details, drop=spec.drop,
-                spec=spec, source=f"{doc.path}:{line}",
+                facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
+                details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
+                source=f"{doc.path}:{line}",
             )
         )  # fmt: skip
     return rules
+
+
+def _template(
+    doc: YamlDocument, spec: RuleSpec, loc: tuple[str | int, ...], text: str, available: set[str]
+) -> Template:
+    try:
+        compiled = Template(text)
+    except TemplateError as exc:
+        raise _rule_error(doc, spec, loc, str(exc)) from None
+    missing = sorted(compiled.fields - available)
+    if missing:
+        raise _rule_error(
+            doc, spec, loc,
+            f"uses {', '.join('{' + m + '}' for m in missing)}, which neither the regex "
+            "captures (?P<name>...) nor the message provides",
+        )  # fmt: skip
+    return compiled
 
 
 def _facility(doc: YamlDocument, spec: RuleSpec, index: int, name: str) -> int:

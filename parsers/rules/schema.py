@@ -24,6 +24,7 @@ rules:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ingestor.records import Action
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+_FULL_MNEMONIC = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+")
+_BARE_MNEMONIC = re.compile(r"[A-Za-z0-9_]+")
 
 # Record fields a rule may set with templates. When comes from the message; DataSource,
 # MonitoringPlan and Item from configuration; DetailList from `details`.
@@ -50,14 +53,47 @@ class MatchSpec(BaseModel):
     program: tuple[str, ...] = ()
     mnemonic: tuple[str, ...] = ()
     facility: tuple[str, ...] = ()
+    contains: tuple[str, ...] = ()  # any of these literal strings must occur in the text
     regex: str | None = None
 
-    _lists = field_validator("program", "mnemonic", "facility", mode="before")(_as_list)
+    _lists = field_validator("program", "mnemonic", "facility", "contains", mode="before")(_as_list)
+
+    @field_validator("mnemonic")
+    @classmethod
+    def _mnemonics(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if _FULL_MNEMONIC.fullmatch(value) is None and _BARE_MNEMONIC.fullmatch(value) is None:
+                raise ValueError(
+                    f"{value!r} is neither FACILITY-SEVERITY-MNEMONIC (SYS-5-CONFIG_I) nor a bare MNEMONIC (CONFIG_I)"
+                )
+        return values
+
+    @field_validator("contains")
+    @classmethod
+    def _non_empty(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not v for v in values):
+            raise ValueError("an empty string in 'contains' would match everything")
+        return values
 
     @model_validator(mode="after")
     def _something(self) -> MatchSpec:
-        if not (self.program or self.mnemonic or self.facility or self.regex):
-            raise ValueError("a rule must match on at least one of program, mnemonic, facility, regex")
+        if not (self.program or self.mnemonic or self.facility or self.contains or self.regex):
+            raise ValueError("a rule must match on at least one of program, mnemonic, facility, contains, regex")
+        return self
+
+
+class DetailTemplate(BaseModel):
+    """A DetailList entry with a value before and/or after the change."""
+
+    model_config = _STRICT
+
+    before: str | None = None
+    after: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DetailTemplate:
+        if self.before is None and self.after is None:
+            raise ValueError("a detail needs 'before', 'after' or both")
         return self
 
 
@@ -68,12 +104,15 @@ class ExampleSpec(BaseModel):
 
     line: str
     record: dict[str, Any] | None = None
-    unmatched: bool = False
+    unmatched: bool = False  # this rule must leave the line alone
+    dropped: bool = False  # this (drop) rule must match the line and discard it
 
     @model_validator(mode="after")
     def _one_expectation(self) -> ExampleSpec:
-        if self.unmatched == (self.record is not None):
-            raise ValueError("an example gives either 'record' (the expected fields) or 'unmatched: true'")
+        if (self.record is not None) + self.unmatched + self.dropped != 1:
+            raise ValueError(
+                "an example gives exactly one of 'record' (the expected fields), 'unmatched: true', 'dropped: true'"
+            )
         return self
 
 
@@ -86,8 +125,11 @@ class RuleSpec(BaseModel):
     description: str = Field(min_length=1)
     match: MatchSpec
     record: dict[str, str] = {}
-    details: dict[str, str] = {}
+    details: dict[str, str | DetailTemplate] = {}
     drop: bool = False
+    # Fallback rules are tried after every other candidate, whatever the file order: generic
+    # rules (any program's PAM lines) that specific rules in any pack must win over.
+    fallback: bool = False
     examples: tuple[ExampleSpec, ...] = Field(min_length=1)
 
     @field_validator("record")
@@ -121,4 +163,6 @@ class PackSpec(BaseModel):
 
     pack: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     description: str = ""
+    # DataSource for this pack's records unless the configuration names one.
+    data_source: str | None = Field(default=None, min_length=1, max_length=255)
     rules: tuple[RuleSpec, ...] = Field(min_length=1)

@@ -1,0 +1,106 @@
+"""Finding and loading rule files: the built-in packs and user rule folders.
+
+A rule folder holds pack files (`*.yaml`/`*.yml`), optionally a `details.yaml` declaring the
+DetailList properties its rules may emit, and a `tests/` folder of golden logs; only the pack
+files are rules. Packs load in the order given (built-in first), and a later rule replaces an
+earlier one with the same id, so a user folder overrides a built-in rule by reusing its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ingestor.errors import RuleError
+
+from ..yamlfile import load_yaml
+from .engine import Rule, RuleSet, build_ruleset, compile_pack
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
+DETAILS_FILE = "details.yaml"
+_SUFFIXES = (".yaml", ".yml")
+
+
+def builtin_dir() -> Path:
+    """The folder of the built-in packs (`rules/` in a checkout and in an installed wheel)."""
+    return BUILTIN_DIR
+
+
+class DetailSpec(BaseModel):
+    """One declared DetailList property."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class LoadedPack:
+    """One compiled rule file, with the folder's declared DetailList properties (if any)."""
+
+    path: Path
+    rules: list[Rule]
+    details: dict[str, DetailSpec] | None = None
+    folder: Path = field(default_factory=Path)
+
+
+def rule_files(path: Path) -> list[Path]:
+    """The rule files at `path`: the file itself, or a folder's pack files (sorted, recursive,
+    skipping `tests/` folders and `details.yaml`). Raises RuleError when there are none."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise RuleError("no such rule file or folder", path=str(path))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix in _SUFFIXES
+        and p.is_file()
+        and p.name != DETAILS_FILE
+        and "tests" not in p.relative_to(path).parts[:-1]
+    )
+    if not files:
+        raise RuleError("folder holds no rule files (*.yaml)", path=str(path))
+    return files
+
+
+def load_details(folder: Path) -> dict[str, DetailSpec] | None:
+    """The folder's `details.yaml` (property name -> description), or None when it has none."""
+    path = folder / DETAILS_FILE
+    if not path.is_file():
+        return None
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise RuleError("expected a mapping of DetailList property name -> {description: ...}", path=str(path))
+    details: dict[str, DetailSpec] = {}
+    for name, spec in doc.data.items():
+        try:
+            details[str(name)] = DetailSpec.model_validate(spec)
+        except ValidationError as exc:
+            error = doc.error(exc)
+            raise RuleError(error.reason, path=str(path), line=doc.line_of([name]), key=str(name)) from None
+    return details
+
+
+def load_packs(paths: Iterable[Path]) -> list[LoadedPack]:
+    """Compile every rule file under `paths`, in order; the first bad file raises RuleError."""
+    packs: list[LoadedPack] = []
+    details_cache: dict[Path, dict[str, DetailSpec] | None] = {}
+    for root in paths:
+        for file in rule_files(root):
+            folder = file.parent
+            if folder not in details_cache:
+                details_cache[folder] = load_details(folder)
+            packs.append(LoadedPack(file, compile_pack(load_yaml(file)), details_cache[folder], folder))
+    return packs
+
+
+def load_ruleset(user_paths: Sequence[Path] = (), *, builtin: bool = True) -> RuleSet:
+    """The RuleSet of the built-in packs (unless `builtin=False`) followed by `user_paths`."""
+    roots = [builtin_dir(), *user_paths] if builtin else list(user_paths)
+    if not roots:
+        raise RuleError("no rule files given")
+    return build_ruleset(pack.rules for pack in load_packs(roots))

@@ -1,0 +1,266 @@
+"""Rule packs test themselves: inline examples, golden logs and the `parse --explain` format.
+
+- Every rule's `examples:` run through the *whole* RuleSet; a positive example must be matched by
+  its own rule (which catches shadowing) and yield at least the fields it lists; an
+  `unmatched: true` example must be left alone by that rule.
+- Every `tests/test-*.log` beside a pack is explained line by line and compared with its
+  `-expected.jsonl` twin, which is exactly what `nwsyslog parse --explain` prints, so
+  `--generate` only has to write that output.
+- A folder with a `details.yaml` may emit only the DetailList properties it declares.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ingestor.encoding import JsonEncoder
+from ingestor.errors import RenderError, RuleError
+from ingestor.records import ActivityRecord
+
+from ..syslog import parse_syslog, zone_for
+from ..yamlfile import load_yaml
+from .engine import Rule, RuleSet, build_ruleset
+from .loader import LoadedPack, builtin_dir, load_packs
+
+# Examples and golden logs are read as if received at this moment, so a line without a year
+# always gets the same one and expected files never change with the calendar.
+EXAMPLE_RECEIVED_AT = datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC)
+GOLDEN_GLOB = "test-*.log"
+EXPECTED_SUFFIX = "-expected.jsonl"
+CONFIG_SUFFIX = "-config.yaml"
+
+_JSON = JsonEncoder()
+
+
+def record_json(record: ActivityRecord) -> dict[str, Any]:
+    """The record as Netwrix's JSON form (field names and values as the API receives them)."""
+    result: dict[str, Any] = json.loads(_JSON.encode(record))
+    return result
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What a line cannot say about itself: when and from where it was received, its zone."""
+
+    received_at: datetime = EXAMPLE_RECEIVED_AT
+    source: str = ""
+    tz: tzinfo = UTC
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+def explain(ruleset: RuleSet, line: bytes | str, number: int, options: ExplainOptions) -> dict[str, Any]:
+    """One `parse --explain` object for one input line (bytes as received, or text)."""
+    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape")
+    message = parse_syslog(raw, source=options.source, received_at=options.received_at, tz=options.tz)
+    match = ruleset.match(message)
+    if match is None:
+        return {"line": number, "unmatched": True}
+    try:
+        record = match.render(options.defaults)
+    except RenderError as exc:
+        return {"line": number, "rule": match.rule.id, "error": exc.reason}
+    if record is None:
+        return {"line": number, "rule": match.rule.id, "dropped": True}
+    return {"line": number, "rule": match.rule.id, "record": record_json(record)}
+
+
+def explain_lines(ruleset: RuleSet, lines: Iterable[bytes | str], options: ExplainOptions) -> Iterator[dict[str, Any]]:
+    """`explain()` over numbered lines; blank lines are skipped but keep their numbers."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield explain(ruleset, line, number, options)
+
+
+def dump_line(obj: Mapping[str, Any]) -> str:
+    """One JSONL line, in the stable form golden files use."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed check: where (file:line and rule), and a readable explanation or diff."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"FAIL {self.where}\n{self.message}"
+
+
+@dataclass
+class Report:
+    """The outcome of a `test-rules` run."""
+
+    rules: int = 0
+    examples: int = 0
+    golden_files: int = 0
+    golden_lines: int = 0
+    overridden: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    generated: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        status = "ok" if self.ok else f"{len(self.failures)} failed"
+        extra = f", {self.overridden} overridden rules skipped" if self.overridden else ""
+        return (
+            f"{status}: {self.rules} rules, {self.examples} examples, "
+            f"{self.golden_files} golden files ({self.golden_lines} lines){extra}"
+        )
+
+
+class _GoldenConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    received_at: datetime = EXAMPLE_RECEIVED_AT
+    source: str = ""
+    timezone: str = "UTC"
+
+
+def _subset_diff(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for name, want in expected.items():
+        got = actual.get(name)
+        if name == "DetailList" and isinstance(want, Mapping):
+            have = {d.get("PropertyName"): d for d in got or []}
+            for prop, value in want.items():
+                entry = have.get(prop, {})
+                # A string is the After value; a mapping gives Before and/or After.
+                wanted = value if isinstance(value, Mapping) else {"After": value}
+                actual = {k: entry.get(k) for k in wanted}
+                if actual != dict(wanted):
+                    lines.append(f"  - DetailList.{prop}: {dict(wanted)!r}")
+                    lines.append(f"  + DetailList.{prop}: {actual!r}")
+            continue
+        if got != want:
+            lines.append(f"  - {name}: {want!r}")
+            lines.append(f"  + {name}: {got!r}")
+    return lines
+
+
+def check_examples(pack: LoadedPack, ruleset: RuleSet, report: Report) -> None:
+    """Run each rule's inline examples through the whole RuleSet."""
+    active = {id(r) for r in ruleset.rules}
+    for rule in pack.rules:
+        if id(rule) not in active:
+            report.overridden += 1
+            continue
+        report.rules += 1
+        _check_details(pack, rule, report)
+        for index, example in enumerate(rule.spec.examples, 1):
+            report.examples += 1
+            where = f"{rule.source} rule {rule.id}, example {index}"
+            result = explain(ruleset, example.line, 1, ExplainOptions())
+            head = f"  line: {example.line}"
+            if example.unmatched:
+                if result.get("rule") == rule.id:
+                    report.failures.append(Failure(where, f"{head}\n  expected this rule to leave the line alone"))
+                continue
+            if example.dropped:
+                if result.get("rule") != rule.id or not result.get("dropped"):
+                    report.failures.append(
+                        Failure(where, f"{head}\n  expected this rule to drop the line, got {result}")
+                    )
+                continue
+            if result.get("rule") != rule.id:
+                got = f"matched by {result['rule']}" if "rule" in result else "matched by no rule"
+                report.failures.append(Failure(where, f"{head}\n  expected rule {rule.id}, {got}"))
+                continue
+            if "record" not in result:
+                why = result.get("error", "the rule drops the line")
+                report.failures.append(Failure(where, f"{head}\n  no record: {why}"))
+                continue
+            diff = _subset_diff(example.record or {}, result["record"])
+            if diff:
+                report.failures.append(Failure(where, "\n".join([head, *diff])))
+
+
+def _check_details(pack: LoadedPack, rule: Rule, report: Report) -> None:
+    if pack.details is None:
+        return
+    for prop in rule.details:
+        if prop not in pack.details:
+            report.failures.append(
+                Failure(
+                    f"{rule.source} rule {rule.id}",
+                    f"  DetailList property {prop!r} is not declared in {pack.folder / 'details.yaml'}",
+                )
+            )
+
+
+def golden_files(folder: Path) -> list[Path]:
+    """The golden logs of a pack folder (`tests/test-*.log`)."""
+    tests = folder / "tests"
+    return sorted(tests.glob(GOLDEN_GLOB)) if tests.is_dir() else []
+
+
+def golden_options(log: Path) -> ExplainOptions:
+    """The options a golden log declares in its `-config.yaml` twin (defaults otherwise)."""
+    path = log.with_name(log.name + CONFIG_SUFFIX)
+    if not path.is_file():
+        return ExplainOptions()
+    doc = load_yaml(path)
+    try:
+        config = _GoldenConfig.model_validate(doc.data or {})
+    except ValidationError as exc:
+        error = doc.error(exc)
+        raise RuleError(error.reason, path=str(path), line=error.line, key=error.key) from None
+    when = config.received_at if config.received_at.tzinfo else config.received_at.replace(tzinfo=UTC)
+    return ExplainOptions(received_at=when, source=config.source, tz=zone_for(config.timezone))
+
+
+def check_golden(log: Path, ruleset: RuleSet, report: Report, *, generate: bool = False) -> None:
+    """Explain a golden log and compare with (or, with `generate`, write) its expected file."""
+    lines = log.read_bytes().splitlines()
+    actual = [dump_line(obj) for obj in explain_lines(ruleset, lines, golden_options(log))]
+    report.golden_files += 1
+    report.golden_lines += len(actual)
+    expected_path = log.with_name(log.name + EXPECTED_SUFFIX)
+    if generate:
+        expected_path.write_text("".join(f"{line}\n" for line in actual), encoding="utf-8")
+        report.generated.append(expected_path)
+        return
+    if not expected_path.is_file():
+        report.failures.append(Failure(str(log), f"  no {expected_path.name}; write it with test-rules --generate"))
+        return
+    expected = expected_path.read_text(encoding="utf-8").splitlines()
+    if [_normal(x) for x in expected] != [_normal(x) for x in actual]:
+        diff = difflib.unified_diff(expected, actual, str(expected_path), "now", lineterm="", n=0)
+        report.failures.append(Failure(str(log), "\n".join(f"  {d}" for d in diff)))
+
+
+def _normal(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return line
+
+
+def run_rule_tests(paths: Sequence[Path] = (), *, builtin: bool = True, generate: bool = False) -> Report:
+    """Test the packs at `paths` (the built-in packs when none) against the RuleSet they run in:
+    the built-in packs (unless `builtin=False`) followed by `paths`."""
+    targets = list(paths) or [builtin_dir()]
+    tested = load_packs(targets)
+    base = load_packs([builtin_dir()]) if builtin and paths else []
+    ruleset = build_ruleset(p.rules for p in [*base, *tested])
+    report = Report()
+    folders: list[Path] = []
+    for pack in tested:
+        check_examples(pack, ruleset, report)
+        if pack.folder not in folders:
+            folders.append(pack.folder)
+    for folder in folders:
+        for log in golden_files(folder):
+            check_golden(log, ruleset, report, generate=generate)
+    return report
