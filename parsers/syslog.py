@@ -107,7 +107,7 @@ _WORD = re.compile(r"([^\s]+)")
 _TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:(?=\s|$)")
 _MNEMONIC = re.compile(r"%(?P<mn>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+)(?::|\s|$)")
 # IOS-XR's card/CPU location before the time: "RP/0/RP0/CPU0:Dec 11 ..." or "CLC 6/0: Dec 11 ...".
-_LOCATION = re.compile(r"[A-Z]{2,4}(?:/[A-Za-z0-9]+)+:|[A-Z]{2,4} \d+/\d+:(?=\s)")
+_LOCATION = re.compile(r"[A-Z]{2,4}/\d[A-Za-z0-9]*(?:/[A-Za-z0-9]+)*:|[A-Z]{2,4} \d+/\d+:(?=\s)")
 _TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the time: "*Dot1x_Task_0: "
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)")
 _OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")
@@ -285,6 +285,9 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     n = len(line)
     pos = 0
     host_seen = False
+    # After a Cisco-style header (sequence number, "*"/"." clock marker, "time:") the body is
+    # device output: "AAA/ATTR(0012): ..." and "INFO: ..." are not program tags.
+    cisco_style = False
     # Up to eight header items (timestamps, sequence numbers, hostnames, uptimes) in any order.
     for _ in range(8):
         while pos < n and line[pos] in " \t":
@@ -298,10 +301,12 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             if when is not None:
                 # A relay's header and the device's own: the device's (the later one) wins.
                 msg.timestamp = when
+                cisco_style = bool(m["colon"] or m["mark"])
                 pos = m.end()
                 continue
         m = _SEQ.match(line, pos)
         if m is not None:
+            cisco_style = True
             if msg.sequence is None or host_seen:
                 msg.sequence = int(m.group(1))
             pos = m.end()
@@ -335,7 +340,8 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     rest = line[pos:]
     if not rest.startswith("%"):
         tag = _TAG.match(rest)
-        if tag is not None and not tag.group("prog").isdigit():
+        # After a Cisco-style header only "name[pid]:" is a program (IOS-XR's "snmpd[1002]:").
+        if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
             rest = rest[tag.end() :].removeprefix(" ")
