@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (tables of real log lines read better unwrapped)
 """Rule files compiled into a RuleSet: matching, rendering, indexing and load-time errors."""
 
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ rules:
     drop: true
     examples:
       - line: "Jan  1 00:00:00 web01 sshd[1]: Connection closed by 192.0.2.9"
-        unmatched: true
+        dropped: true
   - id: any.authpriv
     description: Anything else on authpriv
     match: {facility: authpriv}
@@ -146,3 +147,91 @@ def test_bad_rules_are_refused_with_file_line_rule_and_reason(change, line, rule
     assert error.path == "rules/test/pack.yaml" and error.rule_id == rule_id
     assert error.line == line, str(error)
     assert text in str(error)
+
+
+FEATURES = r"""
+pack: features
+data_source: Pack source
+rules:
+  - id: generic.session
+    description: any program's session line, tried last
+    fallback: true
+    match: {contains: "session opened", regex: 'session opened for user (?P<user>\S+)'}
+    record: {Action: Session start, ObjectType: Session, Who: "{user}", What: "{program}"}
+    examples: [{line: "Jan  1 00:00:00 h login[1]: session opened for user a", record: {Who: a}}]
+  - id: su.session
+    description: su's own, listed later but specific
+    match: {program: su, regex: 'session opened for user (?P<user>\S+) by (?P<by>\S*)\(uid=(?P<uid>\d+)\)'}
+    record: {Action: Session start, ObjectType: su, Who: "{by|or:uid}", What: "{user}"}
+    examples: [{line: "Jan  1 00:00:00 h su[1]: session opened for user root by alice(uid=1)", record: {Who: alice}}]
+  - id: any.fan
+    description: a bare mnemonic matches every facility and severity
+    match: {mnemonic: FAN_FAULT}
+    record: {Action: Modified, ObjectType: Environment, Who: system, What: fan}
+    examples: [{line: "%ENVMON-2-FAN_FAULT: fan 1", record: {What: fan}}]
+  - id: usermod.change
+    description: before and after, under a property named by the message
+    match: {program: usermod, regex: "change user '(?P<u>[^']+)' (?P<prop>\\w+) from '(?P<old>[^']*)' to '(?P<new>[^']*)'"}
+    record: {Action: Modified, ObjectType: User account, Who: root, What: "{u}"}
+    details:
+      "{prop}": {before: "{old}", after: "{new}"}
+    examples: [{line: "Jan  1 00:00:00 h usermod[1]: change user 'a' shell from '/bin/sh' to '/bin/zsh'", record: {What: a}}]
+  - id: empty.who
+    description: a required field that can come out empty
+    match: {program: demo, regex: 'user=(?P<user>\S*)'}
+    record: {Action: Read, ObjectType: Demo, Who: "{user}", What: demo}
+    examples: [{line: "Jan  1 00:00:00 h demo: user=x", record: {Who: x}}]
+"""
+
+
+def test_fallback_rules_lose_to_specific_ones_whatever_the_order():
+    rules = ruleset(FEATURES)
+    su = rules.match(message("Jan  1 00:00:00 h su[1]: session opened for user root by alice(uid=1000)"))
+    assert su.rule.id == "su.session"
+    assert su.render().Who == "alice"
+    login = rules.match(message("Jan  1 00:00:00 h login[1]: session opened for user bob by LOGIN(uid=0)"))
+    assert login.rule.id == "generic.session" and login.render().What == "login"
+    assert rules.match(message("Jan  1 00:00:00 h login[1]: something else")) is None
+
+
+def test_or_takes_the_next_field_when_one_is_empty():
+    rules = ruleset(FEATURES)
+    record = rules.match(message("Jan  1 00:00:00 h su[1]: session opened for user news by (uid=0)")).render()
+    assert record.Who == "0"
+
+
+def test_a_bare_mnemonic_matches_any_facility_and_severity():
+    rules = ruleset(FEATURES)
+    for tag in ("ENVMON-2-FAN_FAULT", "ENVIRONMENT-3-FAN_FAULT"):
+        assert rules.match(message(f"<189>1: *Mar  1 00:00:00.000: %{tag}: fan")).rule.id == "any.fan"
+    assert rules.match(message("<189>1: *Mar  1 00:00:00.000: %ENVMON-2-FAN_OK: fan")) is None
+
+
+def test_details_carry_before_and_after_under_a_templated_name():
+    rules = ruleset(FEATURES)
+    record = rules.match(
+        message("Jan  1 00:00:00 h usermod[1]: change user 'a' shell from '/bin/sh' to '/bin/zsh'")
+    ).render()
+    (detail,) = record.DetailList
+    assert (detail.PropertyName, detail.Before, detail.After) == ("shell", "/bin/sh", "/bin/zsh")
+    assert record.DataSource == "Pack source"
+    assert (
+        rules.match(message("Jan  1 00:00:00 h usermod[1]: change user 'a' shell from '/bin/sh' to '/bin/zsh'"))
+        .render({"DataSource": "Configured"})
+        .DataSource
+        == "Configured"
+    )
+
+
+def test_an_empty_required_field_is_a_render_error_naming_the_rule():
+    from ingestor.errors import RenderError
+
+    match = ruleset(FEATURES).match(message("Jan  1 00:00:00 h demo: user= "))
+    with pytest.raises(RenderError) as info:
+        match.render()
+    assert info.value.rule_id == "empty.who" and "Who came out empty" in str(info.value)
+
+
+def test_contains_filters_before_the_regex_runs():
+    rules = ruleset(FEATURES)
+    assert rules.match(message("Jan  1 00:00:00 h login[1]: Session Opened for user x")) is None
