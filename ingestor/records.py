@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from functools import cache
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -137,6 +138,29 @@ class ActivityRecord(BaseModel):
 
 
 Record = ActivityRecord
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance of `cls` from values already checked against its schema, without validating
+    again: what `model_construct()` does, minus its per-field work (13 us against 2 us for an
+    ActivityRecord), for the per-message path. Unknown keys are a programming error.
+    `tests/rules/test_rules_fuzz.py` holds its results equal to validated ones."""
+    data = {**_defaults(cls), **values}
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", data)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+@cache
+def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    return {
+        name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items() if not f.is_required()
+    }
 
 
 def format_when(when: datetime) -> str:

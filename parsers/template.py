@@ -101,6 +101,13 @@ class Template:
 
     def render(self, fields: Mapping[str, str | None]) -> str | None:
         """The text for these captured fields; None if a required field is missing or empty."""
+        parts = self._parts
+        if len(parts) == 1:  # the common shapes, "{user}" and "literal", without the loop
+            only = parts[0]
+            if isinstance(only, str):
+                return only
+            if not only.filters and only.default is None and not only.alternatives:
+                return fields.get(only.name) or None
         out: list[str] = []
         for part in self._parts:
             if isinstance(part, str):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from ingestor.errors import RenderError, RuleError
-from ingestor.records import ActivityRecord
+from ingestor.records import Action, ActivityRecord, Detail, ItemRef, MonitoringPlanRef, clean_xml_text, trusted
 
 from ..regex_safety import UnsafeRegex, compile_safe
 from ..syslog import FACILITIES, Message
@@ -49,6 +50,10 @@ class Rule:
     data_source: str | None = None
     fallback: bool = False
     source: str = ""  # "file:line", for messages
+    both_keys: bool = False  # keyed on program and mnemonic: a bucket hit proves only one
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
 
     def fields_of(self, message: Message, base: dict[str, str | None]) -> dict[str, str | None] | None:
         """The template fields for `message` (`base` plus the regex's groups), or None when a
@@ -106,9 +111,6 @@ class Match:
         values.setdefault("Where", self.message.host or "unknown")
         if "Workstation" not in values and self.fields.get("source"):
             values["Workstation"] = self.fields["source"]
-        for name in _NAME255:
-            if len(values[name]) > 255:
-                values[name] = values[name][:255]
         values["When"] = self.message.timestamp or self.message.received_at
         details = []
         for name_t, before_t, after_t in rule.details.values():
@@ -116,20 +118,61 @@ class Match:
             after = after_t.render(self.fields) if after_t is not None else None
             prop = name_t.render(self.fields)
             if prop and (before or after):
-                entry = {"PropertyName": prop[:255]}
+                entry = {"PropertyName": _clean(prop)[:255]}
                 if before:
-                    entry["Before"] = before
+                    entry["Before"] = _clean(before)
                 if after:
-                    entry["After"] = after
-                details.append(entry)
-        if details:
-            values["DetailList"] = details
-        try:
-            return ActivityRecord(**values)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RenderError(rule.id, f"{where}: {first['msg']}") from None
+                    entry["After"] = _clean(after)
+                details.append(trusted(Detail, entry))
+        values["DetailList"] = tuple(details)
+        return _construct(rule.id, values)
+
+
+def _clean(text: str) -> str:
+    return clean_xml_text(text)  # type: ignore[return-value]
+
+
+def _construct(rule_id: str, values: dict[str, Any]) -> ActivityRecord:
+    """The record without a second validation pass: every value here is a string a template
+    made (or configuration gave), so the schema's checks are done directly, which is several
+    times cheaper than pydantic validating the dict. Equal to `ActivityRecord(**values)`
+    (a property test holds them equal)."""
+    try:
+        values["Action"] = Action(values["Action"])
+    except ValueError:
+        raise RenderError(rule_id, f"Action {values['Action']!r} is not a Netwrix action") from None
+    except KeyError:
+        raise RenderError(rule_id, "no Action") from None
+    for name in _TEXT_FIELDS:
+        value = values.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise RenderError(rule_id, f"{name} is not text")
+        value = _clean(value)
+        if name in _NAME255 and len(value) > 255:
+            value = value[:255]
+        values[name] = value
+    for name in ("Who", "What", "Where", "ObjectType"):
+        if not values.get(name):
+            raise RenderError(rule_id, f"{name} is empty")
+    when = values["When"]
+    if not isinstance(when, datetime) or when.utcoffset() is None:
+        raise RenderError(rule_id, f"When {when!r} is not a timezone-aware time")
+    for name, model in (("MonitoringPlan", MonitoringPlanRef), ("Item", ItemRef)):
+        ref = values.get(name)
+        if ref is not None and not isinstance(ref, model):
+            try:
+                values[name] = model.model_validate(ref)
+            except ValidationError as exc:
+                raise RenderError(rule_id, f"{name}: {exc.errors()[0]['msg']}") from None
+    return trusted(ActivityRecord, values)
+
+
+_TEXT_FIELDS = ("Who", "What", "Where", "ObjectType", "Workstation", "DataSource")
+
+
+_Bucket = tuple[tuple["Rule", ...], tuple["Rule", ...]]  # (every candidate, those without a 'contains' gate)
 
 
 @dataclass
@@ -139,13 +182,17 @@ class RuleSet:
     Candidate lists are merged at build time: a message with a mnemonic (or a program) looks up
     one tuple that already holds, in file order, the rules keyed on it and the few rules keyed on
     neither. Only a message with both a mnemonic and a program merges two lists at match time.
+    Rules gated by `contains` literals are skipped together unless one regex search over the
+    text finds any of the literals, so site-wide rules keyed on neither cost one search, not one
+    call each.
     """
 
     rules: tuple[Rule, ...]
-    _by_mnemonic: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
-    _by_program: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
-    _rest: tuple[Rule, ...] = field(init=False, repr=False)
+    _by_mnemonic: dict[str, _Bucket] = field(init=False, repr=False)
+    _by_program: dict[str, _Bucket] = field(init=False, repr=False)
+    _rest: _Bucket = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
+    _gate: re.Pattern[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_mnemonic: dict[str, list[Rule]] = {}
@@ -160,13 +207,19 @@ class RuleSet:
                 rest.append(rule)
         # Fallback rules sort after all others; file order otherwise.
         self._order = {id(rule): i + (len(self.rules) if rule.fallback else 0) for i, rule in enumerate(self.rules)}
-        self._rest = tuple(rest)
-        self._by_mnemonic = {k: self._merge(v, rest) for k, v in by_mnemonic.items()}
-        self._by_program = {k: self._merge(v, rest) for k, v in by_program.items()}
+        self._rest = self._bucket(rest)
+        self._by_mnemonic = {k: self._bucket(v, rest) for k, v in by_mnemonic.items()}
+        self._by_program = {k: self._bucket(v, rest) for k, v in by_program.items()}
+        literals = sorted({lit for rule in self.rules for lit in rule.contains}, key=len, reverse=True)
+        self._gate = re.compile("|".join(map(re.escape, literals))) if literals else None
 
     def _merge(self, *lists: Iterable[Rule]) -> tuple[Rule, ...]:
         unique = {id(r): r for rules in lists for r in rules}
         return tuple(sorted(unique.values(), key=lambda r: self._order[id(r)]))
+
+    def _bucket(self, *lists: Iterable[Rule]) -> _Bucket:
+        merged = self._merge(*lists)
+        return merged, tuple(r for r in merged if not r.contains)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -179,27 +232,44 @@ class RuleSet:
             by_mnemonic = self._by_mnemonic.get(mnemonic)
             bare = self._by_mnemonic.get(mnemonic.rpartition("-")[2])  # rules written for any FAC-SEV
             if bare is not None:
-                by_mnemonic = bare if by_mnemonic is None else self._merge(by_mnemonic, bare)
+                by_mnemonic = bare if by_mnemonic is None else self._merged(by_mnemonic, bare)
         by_program = self._by_program.get(message.program) if message.program else None
         if by_mnemonic is None:
-            return by_program if by_program is not None else self._rest
-        if by_program is None:
-            return by_mnemonic
-        return self._merge(by_mnemonic, by_program)
+            bucket = by_program if by_program is not None else self._rest
+        elif by_program is None:
+            bucket = by_mnemonic
+        else:
+            bucket = self._merged(by_mnemonic, by_program)
+        everything, ungated = bucket
+        if everything is ungated or len(everything) == len(ungated):
+            return everything
+        gate = self._gate
+        return everything if gate is not None and gate.search(message.text, 0, MAX_REGEX_INPUT) else ungated
+
+    def _merged(self, a: _Bucket, b: _Bucket) -> _Bucket:
+        return self._merge(a[0], b[0]), self._merge(a[1], b[1])
 
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
         base: dict[str, str | None] | None = None
+        text = message.text
         for rule in self.candidates(message):
-            if rule.mnemonics and not _mnemonic_in(message.mnemonic, rule.mnemonics):
+            if rule.both_keys and (
+                not _mnemonic_in(message.mnemonic, rule.mnemonics) or message.program not in rule.programs
+            ):
                 continue
-            if rule.programs and message.program not in rule.programs:
+            if rule.facilities and message.facility not in rule.facilities:
+                continue
+            if rule.contains and not any(literal in text for literal in rule.contains):
                 continue
             if base is None:
                 base = message_fields(message)
-            fields = rule.fields_of(message, base)
-            if fields is not None:
-                return Match(rule, message, fields)
+            regex = rule.regex
+            if regex is None:
+                return Match(rule, message, base)
+            m = regex.search(text, 0, MAX_REGEX_INPUT)
+            if m is not None:
+                return Match(rule, message, {**base, **m.groupdict()})
         return None
 
 

@@ -63,6 +63,8 @@ def test_any_bytes_give_a_record_none_or_a_counted_render_error(header: bytes, t
     if record is not None:
         assert record.Who and record.What and record.Where
         assert len(record.Who) <= 255
+        # Built without a second validation pass, it must equal what validation makes of it.
+        assert ActivityRecord.model_validate(record.model_dump()) == record
 
 
 def test_a_huge_line_is_bounded_and_still_mapped() -> None:

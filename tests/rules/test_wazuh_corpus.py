@@ -133,3 +133,15 @@ def test_fail_lines_do_not_map(ruleset, case: dict[str, Any]) -> None:  # type: 
         return
     assert "record" not in result, f"{case['log']!r} -> {result}"
     assert result.get("dropped") is True, "a line the packs deliberately skip is dropped by a named rule"
+
+
+def test_no_corpus_line_makes_a_rule_fail_to_render(ruleset) -> None:  # type: ignore[no-untyped-def]
+    """Every line of every corpus file: a record, unmatched or dropped, never a render error."""
+    from parsers.rules.testing import explain_lines
+
+    errors = []
+    for path in sorted(find_corpus().rglob("*.log")):
+        for obj in explain_lines(ruleset, path.read_bytes().splitlines(), ExplainOptions()):
+            if "error" in obj:
+                errors.append(f"{path.name}:{obj['line']}: {obj['rule']}: {obj['error']}")
+    assert not errors, "\n".join(errors)
