@@ -198,21 +198,20 @@ def parse(
     counts = {"record": 0, "unmatched": 0, "error": 0, "dropped": 0}
     xml = XmlEncoder() if fmt == "xml" else None
     fragments: list[bytes] = []
-    out = click.get_text_stream("stdout")
     for obj in explain_lines(ruleset, file, options):
         kind = next(k for k in ("record", "unmatched", "error", "dropped") if k in obj)
         counts[kind] += 1
         if kind == "error":
             click.echo(f"line {obj['line']}: rule {obj['rule']}: {obj['error']}", err=True)
         if explain:
-            out.write(dump_line(obj) + "\n")
+            click.echo(dump_line(obj))
         elif kind == "record":
             if xml is not None:
                 fragments.append(_xml_fragment(xml, obj["record"]))
             else:
-                out.write(dump_line(obj["record"]) + "\n")
+                click.echo(dump_line(obj["record"]))
     if xml is not None:
-        out.write(xml.join(fragments).decode("utf-8") + "\n")
+        click.echo(xml.join(fragments).decode("utf-8"))
     total = sum(counts.values())
     click.echo(
         f"{total} lines: {counts['record']} records, {counts['unmatched']} unmatched, "
