@@ -74,6 +74,11 @@ _XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 REPLACEMENT = "\ufffd"
 
 
+def has_xml_illegal(text: str) -> bool:
+    """Whether `text` holds a character XML 1.0 cannot carry."""
+    return _XML_ILLEGAL.search(text) is not None
+
+
 def clean_xml_text(value: object) -> object:
     """Replace every character XML 1.0 cannot carry with U+FFFD; other values pass through."""
     if isinstance(value, str) and _XML_ILLEGAL.search(value) is not None:

@@ -223,6 +223,9 @@ def _zone(text: str | None) -> tzinfo | None:
     return UTC if not offset else timezone(offset)
 
 
+_WEEK = timedelta(days=7)
+
+
 def _bsd_match_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
     return _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y1"] or m["y2"], m["tz"])
 
@@ -250,12 +253,14 @@ def _bsd_time(
         # more than a week ahead of the receive time. December lines read in January land in the
         # old year, a clock a little ahead of ours lands in the new one, Feb 29 in a leap year.
         now = msg.received_at.astimezone(zone)
-        for year in range(now.year + 1, now.year - 8, -1):
+        # Next year can only be within a week ahead for a January date read in late December.
+        first = now.year + 1 if month == 1 and now.month == 12 else now.year
+        for year in range(first, now.year - 8, -1):
             try:
                 when = datetime(year, month, day, hour, minute, second, micro, zone)
             except ValueError:
                 continue
-            if when - now <= timedelta(days=7):
+            if when - now <= _WEEK:
                 return when
         return None
     except (ValueError, KeyError):  # Feb 30, hour 25, an unknown month

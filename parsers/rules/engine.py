@@ -18,7 +18,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from ingestor.errors import RenderError, RuleError
-from ingestor.records import Action, ActivityRecord, Detail, ItemRef, MonitoringPlanRef, clean_xml_text, trusted
+from ingestor.records import (
+    Action,
+    ActivityRecord,
+    Detail,
+    ItemRef,
+    MonitoringPlanRef,
+    clean_xml_text,
+    has_xml_illegal,
+    trusted,
+)
 
 from ..regex_safety import UnsafeRegex, compile_safe
 from ..syslog import FACILITIES, Message
@@ -51,9 +60,13 @@ class Rule:
     fallback: bool = False
     source: str = ""  # "file:line", for messages
     both_keys: bool = False  # keyed on program and mnemonic: a bucket hit proves only one
+    clean_literals: bool = True  # no template literal needs XML cleaning
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
+        sources = [t.source for t in self.record.values()]
+        sources += [t.source for parts in self.details.values() for t in parts if t is not None]
+        object.__setattr__(self, "clean_literals", not any(has_xml_illegal(text) for text in sources))
 
     def fields_of(self, message: Message, base: dict[str, str | None]) -> dict[str, str | None] | None:
         """The template fields for `message` (`base` plus the regex's groups), or None when a
@@ -112,27 +125,42 @@ class Match:
         if "Workstation" not in values and self.fields.get("source"):
             values["Workstation"] = self.fields["source"]
         values["When"] = self.message.timestamp or self.message.received_at
+        clean = self._clean_message()
         details = []
         for name_t, before_t, after_t in rule.details.values():
             before = before_t.render(self.fields) if before_t is not None else None
             after = after_t.render(self.fields) if after_t is not None else None
             prop = name_t.render(self.fields)
             if prop and (before or after):
-                entry = {"PropertyName": _clean(prop)[:255]}
+                if not clean:
+                    prop, before, after = _clean(prop), before and _clean(before), after and _clean(after)
+                entry = {"PropertyName": prop[:255]}
                 if before:
-                    entry["Before"] = _clean(before)
+                    entry["Before"] = before
                 if after:
-                    entry["After"] = _clean(after)
+                    entry["After"] = after
                 details.append(trusted(Detail, entry))
         values["DetailList"] = tuple(details)
-        return _construct(rule.id, values)
+        return _construct(rule.id, values, clean=clean)
+
+    def _clean_message(self) -> bool:
+        """True when nothing a template can draw from this message needs XML cleaning: then
+        every captured field (a substring of these) is clean too, and per-field checks are skipped."""
+        message = self.message
+        return (
+            not any(
+                value and has_xml_illegal(value)
+                for value in (message.text, message.hostname, message.program, message.pid, message.source)
+            )
+            and self.rule.clean_literals
+        )
 
 
 def _clean(text: str) -> str:
     return clean_xml_text(text)  # type: ignore[return-value]
 
 
-def _construct(rule_id: str, values: dict[str, Any]) -> ActivityRecord:
+def _construct(rule_id: str, values: dict[str, Any], clean: bool = False) -> ActivityRecord:
     """The record without a second validation pass: every value here is a string a template
     made (or configuration gave), so the schema's checks are done directly, which is several
     times cheaper than pydantic validating the dict. Equal to `ActivityRecord(**values)`
@@ -149,7 +177,8 @@ def _construct(rule_id: str, values: dict[str, Any]) -> ActivityRecord:
             continue
         if not isinstance(value, str):
             raise RenderError(rule_id, f"{name} is not text")
-        value = _clean(value)
+        if not clean or name == "DataSource":  # DataSource may come from configuration
+            value = _clean(value)
         if name in _NAME255 and len(value) > 255:
             value = value[:255]
         values[name] = value

@@ -153,6 +153,32 @@ def test_missing_year_rolls_back_over_new_year():
     assert msg.timestamp.year == 2027
 
 
+def test_a_device_clock_ahead_over_new_year_lands_in_the_new_year():
+    december = datetime(2026, 12, 31, 23, 58, tzinfo=UTC)
+    msg = parse_syslog(b"<13>Jan  1 00:01:00 host prog: ahead", received_at=december)
+    assert msg.timestamp == datetime(2027, 1, 1, 0, 1, tzinfo=UTC)
+
+
+@given(
+    received=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+    month=st.integers(1, 12),
+    day=st.integers(1, 31),
+)
+def test_the_yearless_date_is_the_latest_year_not_a_week_ahead(received: datetime, month: int, day: int) -> None:
+    mon = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[month - 1]
+    msg = parse_syslog(f"<13>{mon} {day:2d} 12:00:00 host prog: x".encode(), received_at=received)
+    expected = None
+    for year in range(received.year + 1, received.year - 8, -1):  # the rule, by brute force
+        try:
+            when = datetime(year, month, day, 12, tzinfo=UTC)
+        except ValueError:
+            continue
+        if when - received <= timedelta(days=7):
+            expected = when
+            break
+    assert msg.timestamp == expected
+
+
 def test_a_yearless_leap_day_lands_in_the_latest_leap_year():
     msg = parse_syslog(b"Feb 29 14:58:39 ix doas: failed auth for ddp", received_at=RECEIVED)
     assert msg.timestamp == datetime(2024, 2, 29, 14, 58, 39, tzinfo=UTC) and msg.program == "doas"
