@@ -68,22 +68,6 @@ class Rule:
         sources += [t.source for parts in self.details.values() for t in parts if t is not None]
         object.__setattr__(self, "clean_literals", not any(has_xml_illegal(text) for text in sources))
 
-    def fields_of(self, message: Message, base: dict[str, str | None]) -> dict[str, str | None] | None:
-        """The template fields for `message` (`base` plus the regex's groups), or None when a
-        condition does not hold."""
-        if self.facilities and message.facility not in self.facilities:
-            return None
-        if self.contains:
-            text = message.text
-            if not any(literal in text for literal in self.contains):
-                return None
-        if self.regex is None:
-            return base
-        m = self.regex.search(message.text, 0, MAX_REGEX_INPUT)
-        if m is None:
-            return None
-        return {**base, **m.groupdict()}
-
 
 def message_fields(message: Message) -> dict[str, str | None]:
     """The fields every template may use, whatever the rule's regex captures."""

@@ -217,7 +217,11 @@ def golden_options(log: Path) -> ExplainOptions:
         error = doc.error(exc)
         raise RuleError(error.reason, path=str(path), line=error.line, key=error.key) from None
     when = config.received_at if config.received_at.tzinfo else config.received_at.replace(tzinfo=UTC)
-    return ExplainOptions(received_at=when, source=config.source, tz=zone_for(config.timezone))
+    try:
+        tz = zone_for(config.timezone)
+    except ValueError as exc:
+        raise RuleError(str(exc), path=str(path), line=doc.line_of(["timezone"]), key="timezone") from None
+    return ExplainOptions(received_at=when, source=config.source, tz=tz)
 
 
 def check_golden(log: Path, ruleset: RuleSet, report: Report, *, generate: bool = False) -> None:
