@@ -105,7 +105,9 @@ _UPTIME = re.compile(r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}(?::\d{2}
 _SEQ = re.compile(r"(\d+):(?=\s)")
 _WORD = re.compile(r"([^\s]+)")
 _TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:(?=\s|$)")
-_MNEMONIC = re.compile(r"%(?P<mn>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+)(?::|\s|$)")
+# Cisco's FACILITY-SEVERITY-MNEMONIC (also what rule files may name).
+MNEMONIC_PATTERN = r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+"
+_MNEMONIC = re.compile(r"%(?P<mn>" + MNEMONIC_PATTERN + r")(?::|\s|$)")
 # IOS-XR's card/CPU location before the time: "RP/0/RP0/CPU0:Dec 11 ..." or "CLC 6/0: Dec 11 ...".
 _LOCATION = re.compile(r"[A-Z]{2,4}/\d[A-Za-z0-9]*(?:/[A-Za-z0-9]+)*:|[A-Z]{2,4} \d+/\d+:(?=\s)")
 _TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the time: "*Dot1x_Task_0: "

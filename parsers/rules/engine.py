@@ -254,7 +254,7 @@ class RuleSet:
         else:
             bucket = self._merged(by_mnemonic, by_program)
         everything, ungated = bucket
-        if everything is ungated or len(everything) == len(ungated):
+        if len(everything) == len(ungated):
             return everything
         gate = self._gate
         return everything if gate is not None and gate.search(message.text, 0, MAX_REGEX_INPUT) else ungated
@@ -312,21 +312,14 @@ def compile_pack(doc: YamlDocument) -> list[Rule]:
         }
         details: dict[str, tuple[Template, Template | None, Template | None]] = {}
         for name, value in spec.details.items():
-            name_t = _template(doc, spec, (*where, "details", name), name, available)
-            if isinstance(value, str):
-                details[name] = (name_t, None, _template(doc, spec, (*where, "details", name), value, available))
-            else:
-                before = (
-                    _template(doc, spec, (*where, "details", name, "before"), value.before, available)
-                    if value.before is not None
-                    else None
-                )
-                after = (
-                    _template(doc, spec, (*where, "details", name, "after"), value.after, available)
-                    if value.after is not None
-                    else None
-                )
-                details[name] = (name_t, before, after)
+            loc = (*where, "details", name)
+            # A plain string is the After value; a mapping gives before and/or after.
+            parts = {"after": (loc, value)} if isinstance(value, str) else {
+                key: ((*loc, key), text) for key, text in (("before", value.before), ("after", value.after))
+                if text is not None
+            }  # fmt: skip
+            compiled = {key: _template(doc, spec, at, text, available) for key, (at, text) in parts.items()}
+            details[name] = (_template(doc, spec, loc, name, available), compiled.get("before"), compiled.get("after"))
         facilities = frozenset(_facility(doc, spec, index, f) for f in spec.match.facility)
         line = doc.line_of(where)
         rules.append(

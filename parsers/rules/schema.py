@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ingestor.records import Action
 
+from ..syslog import MNEMONIC_PATTERN
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-_FULL_MNEMONIC = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+")
+_FULL_MNEMONIC = re.compile(MNEMONIC_PATTERN)
 _BARE_MNEMONIC = re.compile(r"[A-Za-z0-9_]+")
 
 # Record fields a rule may set with templates. When comes from the message; DataSource,
