@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import compress
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -30,6 +31,7 @@ from ingestor.records import (
 )
 
 from ..regex_safety import UnsafeRegex, compile_safe
+from ..required_literal import required_literals
 from ..syslog import FACILITIES, Message
 from ..template import Template, TemplateError
 from ..yamlfile import YamlDocument, format_loc
@@ -61,23 +63,55 @@ class Rule:
     source: str = ""  # "file:line", for messages
     both_keys: bool = False  # keyed on program and mnemonic: a bucket hit proves only one
     clean_literals: bool = True  # no template literal needs XML cleaning
+    # Text every match of `regex` contains (one literal, or one of several): tested first, as a
+    # substring scan is far cheaper than a regex search that fails.
+    literal: str | None = None
+    literals: tuple[str, ...] = ()  # several alternatives (each scan is C; a regex alternation is slow)
+    checks: bool = False  # has conditions beyond its index keys and regex (see `admits`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
         sources = [t.source for t in self.record.values()]
         sources += [t.source for parts in self.details.values() for t in parts if t is not None]
         object.__setattr__(self, "clean_literals", not any(has_xml_illegal(text) for text in sources))
+        single, several = (
+            required_literals(self.regex.pattern, self.regex.flags & ~re.UNICODE) if self.regex else (None, None)
+        )
+        # A single `contains` literal is as required as the regex's own: scan for the longer.
+        if len(self.contains) == 1 and len(self.contains[0]) > len(single or ""):
+            single = self.contains[0]
+        object.__setattr__(self, "literal", single)
+        object.__setattr__(self, "literals", several or ())
+        object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or self.contains))
+
+    def admits(self, message: Message) -> bool:
+        """The conditions other than the index keys and the regex: both keys when keyed on
+        program and mnemonic, the facility, the `contains` literals."""
+        if self.both_keys and (
+            not _mnemonic_in(message.mnemonic, self.mnemonics) or message.program not in self.programs
+        ):
+            return False
+        if self.facilities and message.facility not in self.facilities:
+            return False
+        return not self.contains or any(map(message.text.__contains__, self.contains))
 
 
 def message_fields(message: Message) -> dict[str, str | None]:
-    """The fields every template may use, whatever the rule's regex captures."""
-    return {name: getattr(message, name) for name in MESSAGE_FIELDS}
+    """The fields every template may use, whatever the rule's regex captures (MESSAGE_FIELDS)."""
+    return {
+        "host": message.hostname or message.source,
+        "source": message.source,
+        "program": message.program,
+        "pid": message.pid,
+        "mnemonic": message.mnemonic,
+        "hostname": message.hostname,
+    }
 
 
 _NAME255 = ("Who", "Where", "ObjectType")  # the schema caps these at 255 characters
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Match:
     """A rule that matched a message, with the fields its regex captured."""
 
@@ -185,7 +219,12 @@ def _construct(rule_id: str, values: dict[str, Any], clean: bool = False) -> Act
 _TEXT_FIELDS = ("Who", "What", "Where", "ObjectType", "Workstation", "DataSource")
 
 
-_Bucket = tuple[tuple["Rule", ...], tuple["Rule", ...]]  # (every candidate, those without a 'contains' gate)
+class _Candidates(NamedTuple):
+    """Rules in match order, with each rule's required literal alongside ("" when it has none),
+    so that rules whose literal is absent are skipped in one C-level pass (`compress`)."""
+
+    rules: tuple[Rule, ...]
+    literals: tuple[str, ...]
 
 
 @dataclass
@@ -194,18 +233,18 @@ class RuleSet:
 
     Candidate lists are merged at build time: a message with a mnemonic (or a program) looks up
     one tuple that already holds, in file order, the rules keyed on it and the few rules keyed on
-    neither. Only a message with both a mnemonic and a program merges two lists at match time.
-    Rules gated by `contains` literals are skipped together unless one regex search over the
-    text finds any of the literals, so site-wide rules keyed on neither cost one search, not one
-    call each.
+    neither. A message with both a mnemonic and a program merges two lists once per pair (then
+    cached). Within a list, rules whose required literal (from the regex, or a single `contains`)
+    is not in the text are skipped by a C-level scan before any Python code looks at them, so
+    site-wide rules keyed on neither cost a substring scan each, not a call.
     """
 
     rules: tuple[Rule, ...]
-    _by_mnemonic: dict[str, _Bucket] = field(init=False, repr=False)
-    _by_program: dict[str, _Bucket] = field(init=False, repr=False)
-    _rest: _Bucket = field(init=False, repr=False)
+    _by_mnemonic: dict[str, _Candidates] = field(init=False, repr=False)
+    _by_program: dict[str, _Candidates] = field(init=False, repr=False)
+    _rest: _Candidates = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
-    _gate: re.Pattern[str] | None = field(init=False, repr=False)
+    _pairs: dict[tuple[int, int], _Candidates] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_mnemonic: dict[str, list[Rule]] = {}
@@ -220,25 +259,27 @@ class RuleSet:
                 rest.append(rule)
         # Fallback rules sort after all others; file order otherwise.
         self._order = {id(rule): i + (len(self.rules) if rule.fallback else 0) for i, rule in enumerate(self.rules)}
-        self._rest = self._bucket(rest)
-        self._by_mnemonic = {k: self._bucket(v, rest) for k, v in by_mnemonic.items()}
-        self._by_program = {k: self._bucket(v, rest) for k, v in by_program.items()}
-        literals = sorted({lit for rule in self.rules for lit in rule.contains}, key=len, reverse=True)
-        self._gate = re.compile("|".join(map(re.escape, literals))) if literals else None
+        self._rest = self._candidates(rest)
+        self._by_mnemonic = {k: self._candidates(v, rest) for k, v in by_mnemonic.items()}
+        self._by_program = {k: self._candidates(v, rest) for k, v in by_program.items()}
+        self._pairs = {}
 
-    def _merge(self, *lists: Iterable[Rule]) -> tuple[Rule, ...]:
+    def _candidates(self, *lists: Iterable[Rule]) -> _Candidates:
         unique = {id(r): r for rules in lists for r in rules}
-        return tuple(sorted(unique.values(), key=lambda r: self._order[id(r)]))
+        ordered = tuple(sorted(unique.values(), key=lambda r: self._order[id(r)]))
+        return _Candidates(ordered, tuple(r.literal or "" for r in ordered))
 
-    def _bucket(self, *lists: Iterable[Rule]) -> _Bucket:
-        merged = self._merge(*lists)
-        return merged, tuple(r for r in merged if not r.contains)
+    def _merged(self, a: _Candidates, b: _Candidates) -> _Candidates:
+        key = (id(a), id(b))
+        merged = self._pairs.get(key)
+        if merged is None:  # a pair of build-time lists: this cache is bounded by their number
+            merged = self._pairs[key] = self._candidates(a.rules, b.rules)
+        return merged
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def candidates(self, message: Message) -> tuple[Rule, ...]:
-        """Rules that could apply to `message`, in file order."""
+    def _lookup(self, message: Message) -> _Candidates:
         mnemonic = message.mnemonic
         by_mnemonic = None
         if mnemonic:
@@ -248,41 +289,31 @@ class RuleSet:
                 by_mnemonic = bare if by_mnemonic is None else self._merged(by_mnemonic, bare)
         by_program = self._by_program.get(message.program) if message.program else None
         if by_mnemonic is None:
-            bucket = by_program if by_program is not None else self._rest
-        elif by_program is None:
-            bucket = by_mnemonic
-        else:
-            bucket = self._merged(by_mnemonic, by_program)
-        everything, ungated = bucket
-        if len(everything) == len(ungated):
-            return everything
-        gate = self._gate
-        return everything if gate is not None and gate.search(message.text, 0, MAX_REGEX_INPUT) else ungated
+            return by_program if by_program is not None else self._rest
+        if by_program is None:
+            return by_mnemonic
+        return self._merged(by_mnemonic, by_program)
 
-    def _merged(self, a: _Bucket, b: _Bucket) -> _Bucket:
-        return self._merge(a[0], b[0]), self._merge(a[1], b[1])
+    def candidates(self, message: Message) -> tuple[Rule, ...]:
+        """Rules that could apply to `message`, in file order."""
+        return self._lookup(message).rules
 
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
-        base: dict[str, str | None] | None = None
         text = message.text
-        for rule in self.candidates(message):
-            if rule.both_keys and (
-                not _mnemonic_in(message.mnemonic, rule.mnemonics) or message.program not in rule.programs
-            ):
+        rules, literals = self._lookup(message)
+        for rule in compress(rules, map(text.__contains__, literals)):
+            if rule.checks and not rule.admits(message):
                 continue
-            if rule.facilities and message.facility not in rule.facilities:
+            alternatives = rule.literals
+            if alternatives and not any(map(text.__contains__, alternatives)):
                 continue
-            if rule.contains and not any(literal in text for literal in rule.contains):
-                continue
-            if base is None:
-                base = message_fields(message)
             regex = rule.regex
             if regex is None:
-                return Match(rule, message, base)
+                return Match(rule, message, message_fields(message))
             m = regex.search(text, 0, MAX_REGEX_INPUT)
             if m is not None:
-                return Match(rule, message, {**base, **m.groupdict()})
+                return Match(rule, message, message_fields(message) | m.groupdict())
         return None
 
 
