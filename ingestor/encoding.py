@@ -7,21 +7,23 @@ size of any body is known exactly from the fragment sizes without serializing an
     body_size(n, payload) == len(head) + payload + len(sep) * (n - 1) + len(tail)
 
 XML fragments carry no namespace declaration: they inherit the default namespace declared once
-on `<ActivityRecordList>`. lxml does all escaping. JSON fragments are compact objects in the
+on `<ActivityRecordList>`. Text is escaped as lxml escapes it (the standard library's
+`xml.sax.saxutils.escape`, plus CR as `&#13;`). JSON fragments are compact objects in the
 field order of `ingestor.records.record_fields`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
-
-from lxml import etree
+from xml.sax.saxutils import escape
 
 from .records import NAMESPACE, ActivityRecord, record_fields
 
 Format = Literal["xml", "json"]
+WireFields = Sequence[tuple[str, object]]  # a record as `record_fields()` gives it
 
 
 class Encoder(Protocol):
@@ -32,6 +34,11 @@ class Encoder(Protocol):
 
     def encode(self, record: ActivityRecord) -> bytes:
         """One record's exact bytes as they will appear in a body."""
+        ...
+
+    def encode_fields(self, fields: WireFields) -> bytes:
+        """The same bytes from the record's wire fields (`record_fields(record)`, or what the
+        rule engine's `Match.wire()` builds without making an ActivityRecord)."""
         ...
 
     def body_size(self, n_records: int, payload_bytes: int) -> int:
@@ -58,8 +65,23 @@ class _Envelope:
         return b"".join((self.head, self.sep.join(fragments), self.tail))
 
 
+_XML_SPECIAL = re.compile("[&<>\r]")
+_XML_ENTITIES = {"\r": "&#13;"}  # what lxml writes for CR in text, so it survives parsing
+
+
+def _xml_text(text: str) -> str:
+    """Character data escaped exactly as lxml serializes it (checked against lxml by a
+    property test); most values need nothing, which one search finds out."""
+    return text if _XML_SPECIAL.search(text) is None else escape(text, _XML_ENTITIES)
+
+
 class XmlEncoder(_Envelope):
-    """XML bodies: `<ActivityRecordList xmlns=...>` holding `<ActivityRecord>` fragments."""
+    """XML bodies: `<ActivityRecordList xmlns=...>` holding `<ActivityRecord>` fragments.
+
+    Fragments are written as text, not built element by element: lxml costs ~12 us per record
+    that way, string building ~2 us. The bytes are the same as lxml's (a hypothesis test holds
+    `encode_fields` equal to an lxml serialization for arbitrary records).
+    """
 
     format: Format = "xml"
     content_type = "application/xml; charset=UTF-8"
@@ -68,24 +90,28 @@ class XmlEncoder(_Envelope):
     tail = b"</ActivityRecordList>"
 
     def encode(self, record: ActivityRecord) -> bytes:
-        root = etree.Element("ActivityRecord")
-        sub = etree.SubElement
-        for name, value in record_fields(record):
-            if isinstance(value, str):
-                sub(root, name).text = value
+        return self.encode_fields(record_fields(record))
+
+    def encode_fields(self, fields: WireFields) -> bytes:
+        out = ["<ActivityRecord>"]
+        for name, value in fields:
+            if type(value) is str:
+                out.append(f"<{name}>{_xml_text(value)}</{name}>")
             elif isinstance(value, bool):
-                sub(root, name).text = "true" if value else "false"
+                out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
             elif name == "DetailList":
-                details = sub(root, name)
+                out.append("<DetailList>")
                 for pairs in value:  # type: ignore[attr-defined]
-                    detail = sub(details, "Detail")
-                    for key, text in pairs:
-                        sub(detail, key).text = text
+                    out.append("<Detail>")
+                    out.extend(f"<{key}>{_xml_text(text)}</{key}>" for key, text in pairs)
+                    out.append("</Detail>")
+                out.append("</DetailList>")
             else:  # MonitoringPlan, Item: a list of (name, text)
-                parent = sub(root, name)
-                for key, text in value:  # type: ignore[attr-defined]
-                    sub(parent, key).text = text
-        return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+                out.append(f"<{name}>")
+                out.extend(f"<{key}>{_xml_text(text)}</{key}>" for key, text in value)  # type: ignore[attr-defined]
+                out.append(f"</{name}>")
+        out.append("</ActivityRecord>")
+        return "".join(out).encode("utf-8")
 
 
 class JsonEncoder(_Envelope):
@@ -100,8 +126,11 @@ class JsonEncoder(_Envelope):
     _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
     def encode(self, record: ActivityRecord) -> bytes:
+        return self.encode_fields(record_fields(record))
+
+    def encode_fields(self, fields: WireFields) -> bytes:
         obj: dict[str, object] = {}
-        for name, value in record_fields(record):
+        for name, value in fields:
             if name == "DetailList":
                 obj[name] = [dict(pairs) for pairs in value]  # type: ignore[attr-defined]
             elif isinstance(value, list):

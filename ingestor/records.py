@@ -22,12 +22,14 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 NAMESPACE = "http://schemas.netwrix.com/api/v1/activity_records/"
 ERROR_NAMESPACE = "http://schemas.netwrix.com/api/v1/"
@@ -170,10 +172,69 @@ def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
 
 def format_when(when: datetime) -> str:
     """ISO 8601 in UTC with `Z`, microseconds only when present: `2026-01-02T03:04:05Z`."""
-    utc = when.astimezone(UTC)
-    if utc.microsecond:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = _WHEN_TEXT.get(when)
+    if text is None:
+        utc = when.astimezone(UTC)
+        text = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+        if len(_WHEN_TEXT) >= 4096:
+            _WHEN_TEXT.clear()
+        _WHEN_TEXT[when] = text
+    return text
+
+
+# Syslog timestamps mostly have whole seconds, so at any rate many records share one: formatting
+# it once per second saves a strftime per record. Aware datetimes compare (and hash) as instants,
+# which is exactly what the text depends on.
+_WHEN_TEXT: dict[datetime, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDefaults:
+    """The record fields configuration supplies (DataSource, MonitoringPlan, Item,
+    IsArchiveOnly), checked once when the configuration is read rather than per record, with
+    their wire forms (as `record_fields` gives them) prepared too."""
+
+    DataSource: str | None = None
+    MonitoringPlan: MonitoringPlanRef | None = None
+    Item: ItemRef | None = None
+    IsArchiveOnly: bool | None = None
+    plan_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
+    item_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.MonitoringPlan is not None:
+            pairs = [("Name", self.MonitoringPlan.Name)]
+            if self.MonitoringPlan.ID is not None:
+                pairs.append(("ID", self.MonitoringPlan.ID))
+            object.__setattr__(self, "plan_pairs", pairs)
+        if self.Item is not None:
+            object.__setattr__(self, "item_pairs", [("Name", self.Item.Name)])
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> RecordDefaults:
+        """Defaults from a mapping such as `{"DataSource": "Syslog", "Item": {"Name": "x"}}`;
+        raises ValueError naming the field when a value does not fit the schema."""
+        if not values:
+            return _NO_DEFAULTS
+        try:
+            checked = _DefaultsModel.model_validate(dict(values))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ValueError(f"{where}: {error['msg']}") from None
+        return cls(checked.DataSource, checked.MonitoringPlan, checked.Item, checked.IsArchiveOnly)
+
+
+class _DefaultsModel(BaseModel):
+    model_config = _FROZEN
+
+    DataSource: Text | None = None
+    MonitoringPlan: MonitoringPlanRef | None = None
+    Item: ItemRef | None = None
+    IsArchiveOnly: bool | None = None
+
+
+_NO_DEFAULTS = RecordDefaults()
 
 
 def record_fields(record: ActivityRecord) -> list[tuple[str, object]]:

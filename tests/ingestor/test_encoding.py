@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from ingestor.encoding import JsonEncoder, XmlEncoder
-from ingestor.records import NAMESPACE, clean_xml_text
+from ingestor.records import NAMESPACE, clean_xml_text, record_fields
 from ingestor.schema import activity_records_schema
 from tests.conftest import make_record
 
@@ -109,3 +109,55 @@ def strings(value):
     if isinstance(value, list):
         return [s for v in value for s in strings(v)]
     return []
+
+
+def lxml_fragment(record) -> bytes:
+    """The reference: the record built element by element with lxml, which does the escaping."""
+    root = etree.Element("ActivityRecord")
+    sub = etree.SubElement
+    for name, value in record_fields(record):
+        if isinstance(value, str):
+            sub(root, name).text = value
+        elif isinstance(value, bool):
+            sub(root, name).text = "true" if value else "false"
+        elif name == "DetailList":
+            details = sub(root, name)
+            for pairs in value:
+                detail = sub(details, "Detail")
+                for key, text in pairs:
+                    sub(detail, key).text = text
+        else:
+            parent = sub(root, name)
+            for key, text in value:
+                sub(parent, key).text = text
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+
+
+# Text with what needs escaping (markup, CR, quotes, CDATA ends) well represented.
+markup_text = st.text(
+    alphabet=st.one_of(st.sampled_from(list("&<>\r\n\t\"']]>;# ")), st.characters(codec=None)), max_size=40
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.fixed_dictionaries(
+        {name: markup_text.filter(lambda t: t.strip()) for name in ("Who", "What", "Where", "ObjectType")},
+        optional={
+            "Workstation": markup_text,
+            "DataSource": markup_text,
+            "IsArchiveOnly": st.booleans(),
+            "MonitoringPlan": st.fixed_dictionaries({"Name": markup_text.filter(bool)}, optional={"ID": markup_text}),
+            "Item": st.fixed_dictionaries({"Name": markup_text.filter(bool)}),
+            "DetailList": st.lists(
+                st.fixed_dictionaries(
+                    {"PropertyName": markup_text.filter(bool)}, optional={"Before": markup_text, "After": markup_text}
+                ),
+                max_size=3,
+            ),
+        },
+    )
+)
+def test_xml_fragments_are_the_bytes_lxml_writes(values):
+    record = make_record(**values)
+    assert XmlEncoder().encode(record) == lxml_fragment(record)
