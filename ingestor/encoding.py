@@ -69,12 +69,6 @@ _XML_SPECIAL = re.compile("[&<>\r]")
 _XML_ENTITIES = {"\r": "&#13;"}  # what lxml writes for CR in text, so it survives parsing
 
 
-def _xml_text(text: str) -> str:
-    """Character data escaped exactly as lxml serializes it (checked against lxml by a
-    property test); most values need nothing, which one search finds out."""
-    return text if _XML_SPECIAL.search(text) is None else escape(text, _XML_ENTITIES)
-
-
 class XmlEncoder(_Envelope):
     """XML bodies: `<ActivityRecordList xmlns=...>` holding `<ActivityRecord>` fragments.
 
@@ -93,22 +87,30 @@ class XmlEncoder(_Envelope):
         return self.encode_fields(record_fields(record))
 
     def encode_fields(self, fields: WireFields) -> bytes:
+        # Inlined escaping check (one C search per value, no call when nothing needs escaping):
+        # this runs once per record on the per-message path.
+        special = _XML_SPECIAL.search
         out = ["<ActivityRecord>"]
         for name, value in fields:
             if type(value) is str:
-                out.append(f"<{name}>{_xml_text(value)}</{name}>")
+                text = value if special(value) is None else escape(value, _XML_ENTITIES)
+                out.append(f"<{name}>{text}</{name}>")
             elif isinstance(value, bool):
                 out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
             elif name == "DetailList":
                 out.append("<DetailList>")
                 for pairs in value:  # type: ignore[attr-defined]
                     out.append("<Detail>")
-                    out.extend(f"<{key}>{_xml_text(text)}</{key}>" for key, text in pairs)
+                    for key, item in pairs:
+                        text = item if special(item) is None else escape(item, _XML_ENTITIES)
+                        out.append(f"<{key}>{text}</{key}>")
                     out.append("</Detail>")
                 out.append("</DetailList>")
             else:  # MonitoringPlan, Item: a list of (name, text)
                 out.append(f"<{name}>")
-                out.extend(f"<{key}>{_xml_text(text)}</{key}>" for key, text in value)  # type: ignore[attr-defined]
+                for key, item in value:  # type: ignore[attr-defined]
+                    text = item if special(item) is None else escape(item, _XML_ENTITIES)
+                    out.append(f"<{key}>{text}</{key}>")
                 out.append(f"</{name}>")
         out.append("</ActivityRecord>")
         return "".join(out).encode("utf-8")

@@ -66,7 +66,7 @@ class Template:
         'ALICE on console'
     """
 
-    __slots__ = ("_parts", "fields", "source")
+    __slots__ = ("_parts", "field", "fields", "literal", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -98,6 +98,12 @@ class Template:
             parts.append(_Field(token["name"], tuple(filters), default, tuple(alternatives)))
         self._parts = tuple(parts)
         self.fields = frozenset(name for p in parts if isinstance(p, _Field) for name in (p.name, *p.alternatives))
+        # The two common shapes, for callers on the per-message path to use without a call:
+        # `literal` is the whole text of a template without fields, `field` the name in "{name}".
+        self.literal: str | None = "".join(p for p in parts if isinstance(p, str)) if not self.fields else None
+        only = parts[0] if len(parts) == 1 else None
+        plain = isinstance(only, _Field) and not only.filters and only.default is None and not only.alternatives
+        self.field: str | None = only.name if plain and isinstance(only, _Field) else None
 
     def render(self, fields: Mapping[str, str | None]) -> str | None:
         """The text for these captured fields; None if a required field is missing or empty."""

@@ -23,9 +23,9 @@ from ingestor.records import (
     Action,
     ActivityRecord,
     Detail,
-    ItemRef,
-    MonitoringPlanRef,
+    RecordDefaults,
     clean_xml_text,
+    format_when,
     has_xml_illegal,
     trusted,
 )
@@ -68,6 +68,8 @@ class Rule:
     literal: str | None = None
     literals: tuple[str, ...] = ()  # several alternatives (each scan is C; a regex alternation is slow)
     checks: bool = False  # has conditions beyond its index keys and regex (see `admits`)
+    fixed_action: Action | None = None  # the Action when it is literal (checked at load)
+    outputs: tuple[tuple[str, Template], ...] = ()  # `record` without a literal Action
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
@@ -83,6 +85,13 @@ class Rule:
         object.__setattr__(self, "literal", single)
         object.__setattr__(self, "literals", several or ())
         object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or self.contains))
+        action = self.record.get("Action")
+        if action is not None and action.literal is not None:
+            object.__setattr__(self, "fixed_action", Action(action.literal))
+        outputs = tuple((k, t) for k, t in self.record.items() if k != "Action" or self.fixed_action is None)
+        object.__setattr__(self, "outputs", outputs)
+        if self.data_source is not None:
+            object.__setattr__(self, "data_source", _clean(self.data_source))
 
     def admits(self, message: Message) -> bool:
         """The conditions other than the index keys and the regex: both keys when keyed on
@@ -108,58 +117,154 @@ def message_fields(message: Message) -> dict[str, str | None]:
     }
 
 
-_NAME255 = ("Who", "Where", "ObjectType")  # the schema caps these at 255 characters
+_NAME255 = frozenset(("Who", "Where", "ObjectType"))  # the schema caps these at 255 characters
+
+_Core = tuple[dict[str, str], Action, datetime, str | None, RecordDefaults, list[tuple[str, str | None, str | None]]]
 
 
 @dataclass(slots=True)
 class Match:
-    """A rule that matched a message, with the fields its regex captured."""
+    """A rule that matched a message, with the fields its regex captured.
+
+    `render()` makes the ActivityRecord (for `parse`, tests and anything that wants the object);
+    `wire()` makes the same record's wire fields (`record_fields()` form) directly, for the
+    per-message path that only serializes it. Both come from one checked core, and a property
+    test holds `wire() == record_fields(render())`.
+    """
 
     rule: Rule
     message: Message
     fields: Mapping[str, str | None]
 
-    def render(self, defaults: Mapping[str, Any] | None = None) -> ActivityRecord | None:
+    def render(self, defaults: RecordDefaults | Mapping[str, Any] | None = None) -> ActivityRecord | None:
         """The Activity Record, or None for a drop rule.
 
         `defaults` supplies DataSource, MonitoringPlan and Item from configuration; the pack's
         `data_source` applies when the configuration names none. Raises RenderError when a
         required field comes out empty or the schema refuses a value: the caller counts it.
         """
+        core = self._core(defaults)
+        if core is None:
+            return None
+        texts, action, when, data_source, config, details = core
+        values: dict[str, Any] = {**texts, "Action": action, "When": when}
+        if data_source is not None:
+            values["DataSource"] = data_source
+        if config.MonitoringPlan is not None:
+            values["MonitoringPlan"] = config.MonitoringPlan
+        if config.Item is not None:
+            values["Item"] = config.Item
+        if config.IsArchiveOnly is not None:
+            values["IsArchiveOnly"] = config.IsArchiveOnly
+        entries = []
+        for prop, before, after in details:
+            entry = {"PropertyName": prop}
+            if before is not None:
+                entry["Before"] = before
+            if after is not None:
+                entry["After"] = after
+            entries.append(trusted(Detail, entry))
+        values["DetailList"] = tuple(entries)
+        return trusted(ActivityRecord, values)
+
+    def wire(self, defaults: RecordDefaults | Mapping[str, Any] | None = None) -> list[tuple[str, object]] | None:
+        """The record as `record_fields(self.render(defaults))` gives it, without building the
+        ActivityRecord: what an encoder's `encode_fields` turns into the record's bytes. None
+        for a drop rule; RenderError as for `render`."""
+        core = self._core(defaults)
+        if core is None:
+            return None
+        texts, action, when, data_source, config, details = core
+        out: list[tuple[str, object]] = [
+            ("Who", texts["Who"]),
+            ("Action", action.value),
+            ("What", texts["What"]),
+            ("When", format_when(when)),
+            ("Where", texts["Where"]),
+            ("ObjectType", texts["ObjectType"]),
+        ]
+        workstation = texts.get("Workstation")
+        if workstation is not None:
+            out.append(("Workstation", workstation))
+        if config.plan_pairs is not None:
+            out.append(("MonitoringPlan", config.plan_pairs))
+        if data_source is not None:
+            out.append(("DataSource", data_source))
+        if config.item_pairs is not None:
+            out.append(("Item", config.item_pairs))
+        if config.IsArchiveOnly is not None:
+            out.append(("IsArchiveOnly", config.IsArchiveOnly))
+        if details:
+            listed = []
+            for prop, before, after in details:
+                pairs = [("PropertyName", prop)]
+                if before is not None:
+                    pairs.append(("Before", before))
+                if after is not None:
+                    pairs.append(("After", after))
+                listed.append(pairs)
+            out.append(("DetailList", listed))
+        return out
+
+    def _core(self, defaults: RecordDefaults | Mapping[str, Any] | None) -> _Core | None:
+        """Every value of the record, rendered and checked against the schema: the work that
+        validation would do, done directly (several times cheaper than pydantic per record)."""
         rule = self.rule
         if rule.drop:
             return None
-        values: dict[str, Any] = {"DataSource": rule.data_source} if rule.data_source else {}
-        if defaults:
-            values.update(defaults)
-        for name, template in rule.record.items():
-            text = template.render(self.fields)
+        if isinstance(defaults, RecordDefaults):
+            config = defaults
+        else:
+            try:
+                config = RecordDefaults.from_mapping(defaults)
+            except ValueError as exc:
+                raise RenderError(rule.id, str(exc)) from None
+        fields = self.fields
+        clean = self._clean_message()
+        texts: dict[str, str] = {}
+        for name, template in rule.outputs:
+            text = template.literal
+            if text is None:
+                text = fields.get(template.field) if template.field is not None else template.render(fields)
             if not text:
                 if name == "Workstation":
                     continue
                 raise RenderError(rule.id, f"{name} came out empty (template {template.source!r})")
-            values[name] = text
-        values.setdefault("Where", self.message.host or "unknown")
-        if "Workstation" not in values and self.fields.get("source"):
-            values["Workstation"] = self.fields["source"]
-        values["When"] = self.message.timestamp or self.message.received_at
-        clean = self._clean_message()
-        details = []
+            if not clean:
+                text = _clean(text)
+            if name in _NAME255 and len(text) > 255:
+                text = text[:255]
+            texts[name] = text
+        action = rule.fixed_action
+        if action is None:
+            text = texts.pop("Action")
+            try:
+                action = Action(text)
+            except ValueError:
+                raise RenderError(rule.id, f"Action {text!r} is not a Netwrix action") from None
+        if "Where" not in texts:
+            where = self.message.host or "unknown"
+            texts["Where"] = (where if clean else _clean(where))[:255]
+        if "Workstation" not in texts:
+            source = fields.get("source")
+            if source:
+                texts["Workstation"] = source if clean else _clean(source)
+        when = self.message.timestamp or self.message.received_at
+        if when.utcoffset() is None:
+            raise RenderError(rule.id, f"When {when!r} is not a timezone-aware time")
+        data_source = config.DataSource if config.DataSource is not None else rule.data_source
+        details: list[tuple[str, str | None, str | None]] = []
         for name_t, before_t, after_t in rule.details.values():
-            before = before_t.render(self.fields) if before_t is not None else None
-            after = after_t.render(self.fields) if after_t is not None else None
-            prop = name_t.render(self.fields)
-            if prop and (before or after):
+            before = before_t.render(fields) if before_t is not None else None
+            after = after_t.render(fields) if after_t is not None else None
+            if not (before or after):
+                continue
+            prop = name_t.literal if name_t.literal is not None else name_t.render(fields)
+            if prop:
                 if not clean:
                     prop, before, after = _clean(prop), before and _clean(before), after and _clean(after)
-                entry = {"PropertyName": prop[:255]}
-                if before:
-                    entry["Before"] = before
-                if after:
-                    entry["After"] = after
-                details.append(trusted(Detail, entry))
-        values["DetailList"] = tuple(details)
-        return _construct(rule.id, values, clean=clean)
+                details.append((prop[:255], before or None, after or None))
+        return texts, action, when, data_source, config, details
 
     def _clean_message(self) -> bool:
         """True when nothing a template can draw from this message needs XML cleaning: then
@@ -176,47 +281,6 @@ class Match:
 
 def _clean(text: str) -> str:
     return clean_xml_text(text)  # type: ignore[return-value]
-
-
-def _construct(rule_id: str, values: dict[str, Any], clean: bool = False) -> ActivityRecord:
-    """The record without a second validation pass: every value here is a string a template
-    made (or configuration gave), so the schema's checks are done directly, which is several
-    times cheaper than pydantic validating the dict. Equal to `ActivityRecord(**values)`
-    (a property test holds them equal)."""
-    try:
-        values["Action"] = Action(values["Action"])
-    except ValueError:
-        raise RenderError(rule_id, f"Action {values['Action']!r} is not a Netwrix action") from None
-    except KeyError:
-        raise RenderError(rule_id, "no Action") from None
-    for name in _TEXT_FIELDS:
-        value = values.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise RenderError(rule_id, f"{name} is not text")
-        if not clean or name == "DataSource":  # DataSource may come from configuration
-            value = _clean(value)
-        if name in _NAME255 and len(value) > 255:
-            value = value[:255]
-        values[name] = value
-    for name in ("Who", "What", "Where", "ObjectType"):
-        if not values.get(name):
-            raise RenderError(rule_id, f"{name} is empty")
-    when = values["When"]
-    if not isinstance(when, datetime) or when.utcoffset() is None:
-        raise RenderError(rule_id, f"When {when!r} is not a timezone-aware time")
-    for name, model in (("MonitoringPlan", MonitoringPlanRef), ("Item", ItemRef)):
-        ref = values.get(name)
-        if ref is not None and not isinstance(ref, model):
-            try:
-                values[name] = model.model_validate(ref)
-            except ValidationError as exc:
-                raise RenderError(rule_id, f"{name}: {exc.errors()[0]['msg']}") from None
-    return trusted(ActivityRecord, values)
-
-
-_TEXT_FIELDS = ("Who", "What", "Where", "ObjectType", "Workstation", "DataSource")
 
 
 class _Candidates(NamedTuple):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingestor.encoding import XmlEncoder
 from ingestor.errors import RenderError
-from ingestor.records import ActivityRecord
+from ingestor.records import ActivityRecord, record_fields
 from parsers.rules.engine import RuleSet
 from parsers.rules.loader import load_ruleset
 from parsers.syslog import parse_syslog
@@ -50,10 +52,18 @@ def _through(raw: bytes) -> ActivityRecord | None:
     if match is None:
         return None
     try:
-        return match.render({"DataSource": "fuzz"})
+        record = match.render({"DataSource": "fuzz"})
     except RenderError as exc:
         assert exc.rule_id == match.rule.id
+        with pytest.raises(RenderError):  # the per-message path refuses the same line
+            match.wire({"DataSource": "fuzz"})
         return None
+    wire = match.wire({"DataSource": "fuzz"})
+    assert (wire is None) == (record is None)
+    if record is not None:  # the per-message path gives the same record, to the byte
+        assert wire == record_fields(record)
+        assert XmlEncoder().encode_fields(wire) == XmlEncoder().encode(record)
+    return record
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -145,3 +145,28 @@ def test_no_corpus_line_makes_a_rule_fail_to_render(ruleset) -> None:  # type: i
             if "error" in obj:
                 errors.append(f"{path.name}:{obj['line']}: {obj['rule']}: {obj['error']}")
     assert not errors, "\n".join(errors)
+
+
+def test_wire_fields_equal_the_rendered_record_for_every_corpus_line(ruleset) -> None:  # type: ignore[no-untyped-def]
+    """The per-message path (`Match.wire` + `encode_fields`) gives exactly what the record
+    object and its encoders give, for every corpus line and both formats."""
+    from ingestor.encoding import JsonEncoder, XmlEncoder
+    from ingestor.records import RecordDefaults, record_fields
+    from parsers.syslog import parse_syslog
+
+    defaults = RecordDefaults.from_mapping(
+        {"DataSource": "Syslog", "MonitoringPlan": {"Name": "Network", "ID": "7"}, "Item": {"Name": "syslog"}}
+    )
+    compared = 0
+    for path in sorted(find_corpus().rglob("*.log")):
+        for raw in path.read_bytes().splitlines():
+            match = ruleset.match(parse_syslog(raw, source="192.0.2.7"))
+            if match is None or match.rule.drop:
+                continue
+            record = match.render(defaults)
+            wire = match.wire(defaults)
+            assert wire == record_fields(record), raw
+            for encoder in (XmlEncoder(), JsonEncoder()):
+                assert encoder.encode_fields(wire) == encoder.encode(record)
+            compared += 1
+    assert compared > 1000
