@@ -24,8 +24,10 @@ The Cisco `%FACILITY-SEVERITY-MNEMONIC:` tag is split out into `Message.mnemonic
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 FACILITIES = (
@@ -34,6 +36,28 @@ FACILITIES = (
     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 )  # fmt: skip
 SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+class _NoStructuredData(Mapping[str, dict[str, str]]):
+    """The shared, immutable (and so hashable: a dataclass default) empty structured data."""
+
+    def __getitem__(self, key: str) -> dict[str, str]:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+_NO_SD = _NoStructuredData()
 
 
 @dataclass(slots=True)
@@ -49,7 +73,8 @@ class Message:
     program: str | None = None
     pid: str | None = None
     msgid: str | None = None
-    structured_data: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Shared and read-only when empty (most messages): a dict per message costs on the hot path.
+    structured_data: Mapping[str, dict[str, str]] = _NO_SD
     text: str = ""
     mnemonic: str | None = None
     sequence: int | None = None
@@ -119,7 +144,20 @@ _OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")
 _FAST_LINUX = re.compile(
     r"(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2}) (?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2}) "
     r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
-    r"(?P<prog>[a-z][^\s\[\]:%/]{0,127}?)(?:\[(?P<pid>[^\]\s]{1,32})\])?:(?: |$)"
+    r"(?P<prog>[A-Za-z][^\s\[\]:%/]{0,127})(?:\[(?P<pid>[^\]\s]{1,32})\])?:(?: |$)"
+)
+# The same after an RFC 3339 time (rsyslog's precise format), and with no time at all (lines
+# from files that dropped it: "srv sshd[123]: ..."; only with a pid, so a plain word is not
+# taken for a host).
+_FAST_LINUX_ISO = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T ](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>Z|[+-]\d{2}:?\d{2}) {1,2}"
+    r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
+    r"(?P<prog>[A-Za-z][^\s\[\]:%/]{0,127})(?:\[(?P<pid>[^\]\s]{1,32})\])?:(?: |$)"
+)
+_FAST_LINUX_NOTIME = re.compile(
+    r"(?P<host>[A-Za-z](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
+    r"(?P<prog>[a-z][^\s\[\]:%/]{0,127}?)\[(?P<pid>[^\]\s]{1,32})\]:(?: |$)"
 )
 # Cisco IOS's own shape, "seq: [host: ][*.]Mmm dd [yyyy] hh:mm:ss[.fff][ TZ]: %FAC-SEV-MNEMONIC: ...".
 _FAST_CISCO = re.compile(
@@ -186,13 +224,15 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
         text = text[2:] if text.startswith("- ") else text[1:]
     else:
         end = 0
+        elements: dict[str, dict[str, str]] = {}
         while (element := _SD_ELEMENT.match(text, end)) is not None:
             params = {k: _SD_UNESCAPE.sub(r"\1", v) for k, v in _SD_PARAM.findall(element.group(2))}
-            msg.structured_data[element.group(1)] = params
+            elements[element.group(1)] = params
             end = element.end()
         if end == 0:
             msg.parse_error = "bad RFC 5424 structured data"
             return
+        msg.structured_data = elements
         text = text[end + 1 :] if text[end : end + 1] == " " else text[end:]
     msg.text = text.removeprefix("\ufeff")
     _split_mnemonic(msg, msg.text)
@@ -206,6 +246,11 @@ def _zone(text: str | None) -> tzinfo | None:
     """A fixed-offset zone for `UTC`, `cest`, `+0200`, `UTC+07:30`; None if unknown or absent."""
     if not text:
         return None
+    return _zone_of(text)
+
+
+@lru_cache(maxsize=512)  # few distinct zone texts in practice; bounded against hostile input
+def _zone_of(text: str) -> tzinfo | None:
     t = text.replace(" ", "").lower()
     if t == "z":
         return UTC
@@ -244,11 +289,11 @@ def _bsd_time(
     year_text: str | None = None,
     zone_text: str | None = None,
 ) -> datetime | None:
-    zone = _zone(zone_text) or tz
+    zone = (_zone(zone_text) or tz) if zone_text else tz
     try:
         month = _MONTHS[mon[:3].lower()]
         day, hour, minute, second = int(d), int(h), int(mi), int(s)
-        micro = _micros(frac)
+        micro = _micros(frac) if frac else 0
         if year_text:
             return datetime(int(year_text), month, day, hour, minute, second, micro, zone)
         # No year: the latest year, from next year back, in which the date exists and is not
@@ -279,15 +324,24 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             msg.text = line[m.end() :]
             _split_mnemonic(msg, msg.text)
             return
-    if fast and (m := _FAST_LINUX.match(line)) is not None and not _more_header(line, m.end()):
-        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
-        if when is not None:
+    if fast and line:
+        first = line[0]
+        if first.isdigit():
+            m = _FAST_LINUX_ISO.match(line)
+            when = _iso_local(m, tz) if m is not None else None
+        elif (m := _FAST_LINUX.match(line)) is not None:
+            when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
+        else:
+            m = _FAST_LINUX_NOTIME.match(line)
+            when = None
+        if m is not None and (when is not None or m.re is _FAST_LINUX_NOTIME) and not _more_header(line, m.end()):
             msg.timestamp = when
             msg.hostname = m["host"]
             msg.program = m["prog"]
             msg.pid = m["pid"]
-            msg.text = line[m.end() :]
-            _split_mnemonic(msg, msg.text)
+            text = msg.text = line[m.end() :]
+            if "%" in text:
+                _split_mnemonic(msg, text)
             return
     n = len(line)
     pos = 0

@@ -255,8 +255,12 @@ class Match:
         data_source = config.DataSource if config.DataSource is not None else rule.data_source
         details: list[tuple[str, str | None, str | None]] = []
         for name_t, before_t, after_t in rule.details.values():
-            before = before_t.render(fields) if before_t is not None else None
-            after = after_t.render(fields) if after_t is not None else None
+            # Single-field templates ("{command}") as plain lookups: this loop runs per record.
+            before = after = None
+            if before_t is not None:
+                before = fields.get(before_t.field) if before_t.field is not None else before_t.render(fields)
+            if after_t is not None:
+                after = fields.get(after_t.field) if after_t.field is not None else after_t.render(fields)
             if not (before or after):
                 continue
             prop = name_t.literal if name_t.literal is not None else name_t.render(fields)
@@ -269,13 +273,11 @@ class Match:
     def _clean_message(self) -> bool:
         """True when nothing a template can draw from this message needs XML cleaning: then
         every captured field (a substring of these) is clean too, and per-field checks are skipped."""
-        message = self.message
+        m = self.message
         return (
-            not any(
-                value and has_xml_illegal(value)
-                for value in (message.text, message.hostname, message.program, message.pid, message.source)
-            )
-            and self.rule.clean_literals
+            self.rule.clean_literals
+            and not has_xml_illegal(m.text)
+            and not has_xml_illegal(f"{m.hostname}{m.program}{m.pid}{m.source}")  # one search for the short ones
         )
 
 
