@@ -314,6 +314,28 @@ def _bsd_time(
         return None
 
 
+_STAMPS: dict[tuple[str, tzinfo, int, int, int, int], datetime] = {}
+_STABLE_AHEAD, _STABLE_PAST = timedelta(days=6), timedelta(days=-300)
+
+
+def _cached_bsd_time(msg: Message, tz: tzinfo, stamp: str, m: re.Match[str]) -> datetime | None:
+    """`_bsd_time` for a yearless stamp such as "Jun 14 15:16:01", remembered per stamp text,
+    zone and local receive hour: many lines share a second, and the year decision only needs
+    computing once. Exact: an entry is kept only when its time is at most six days ahead of the
+    receive time (so it stays accepted) and at most 300 days behind (so the year after it, which
+    was refused as more than a week ahead, stays refused) for every receive time in that hour."""
+    now = msg.received_at.astimezone(tz)
+    key = (stamp, tz, now.year, now.month, now.day, now.hour)
+    when = _STAMPS.get(key)
+    if when is None:
+        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
+        if when is not None and _STABLE_PAST <= when - now <= _STABLE_AHEAD:
+            if len(_STAMPS) >= 8192:
+                _STAMPS.clear()
+            _STAMPS[key] = when
+    return when
+
+
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     if fast and (m := _FAST_CISCO.match(line)) is not None:
         when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
@@ -330,7 +352,7 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             m = _FAST_LINUX_ISO.match(line)
             when = _iso_local(m, tz) if m is not None else None
         elif (m := _FAST_LINUX.match(line)) is not None:
-            when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
+            when = _cached_bsd_time(msg, tz, line[: m.end("s")], m)
         else:
             m = _FAST_LINUX_NOTIME.match(line)
             when = None

@@ -179,6 +179,41 @@ def test_the_yearless_date_is_the_latest_year_not_a_week_ahead(received: datetim
     assert msg.timestamp == expected
 
 
+def _brute_force_year(received: datetime, month: int, day: int, hour: int, minute: int) -> datetime | None:
+    for year in range(received.year + 1, received.year - 8, -1):
+        try:
+            when = datetime(year, month, day, hour, minute, tzinfo=UTC)
+        except ValueError:
+            continue
+        if when - received <= timedelta(days=7):
+            return when
+    return None
+
+
+@given(
+    received=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+    ahead=st.one_of(
+        st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=10)),
+        # Near where the decision flips: a week ahead, and a year (or leap year) before that.
+        *(
+            st.timedeltas(min_value=edge - timedelta(hours=2), max_value=edge + timedelta(hours=2))
+            for edge in (timedelta(days=7), timedelta(days=7 - 365), timedelta(days=7 - 366))
+        ),
+    ),
+    later=st.timedeltas(min_value=timedelta(hours=-1), max_value=timedelta(hours=1)),
+)
+def test_remembered_yearless_dates_decide_as_the_rule_for_every_receive_time(
+    received: datetime, ahead: timedelta, later: timedelta
+) -> None:
+    """The fast path remembers a stamp's year per receive hour: a second line with the same stamp,
+    received up to an hour apart (in the same hour or not), still gets the year the rule gives."""
+    stamp = (received + ahead).replace(second=0, microsecond=0)
+    line = f"{stamp:%b} {stamp.day:2d} {stamp:%H:%M}:00 host prog: x".encode()
+    for when in (received, received + later):
+        expected = _brute_force_year(when, stamp.month, stamp.day, stamp.hour, stamp.minute)
+        assert parse_syslog(line, received_at=when).timestamp == expected
+
+
 def test_a_yearless_leap_day_lands_in_the_latest_leap_year():
     msg = parse_syslog(b"Feb 29 14:58:39 ix doas: failed auth for ddp", received_at=RECEIVED)
     assert msg.timestamp == datetime(2024, 2, 29, 14, 58, 39, tzinfo=UTC) and msg.program == "doas"
