@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -14,7 +16,9 @@ from .errors import ConfigError, StartupError
 from .loop import run
 
 if TYPE_CHECKING:
+    from .config import ServiceConfig
     from .encoding import XmlEncoder
+    from .spool import Spool
 
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
@@ -40,6 +44,8 @@ def main(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if log_level != "debug":  # one line per HTTP request is noise at info level
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -250,6 +256,253 @@ def test_rules(paths: tuple[Path, ...], no_builtin: bool, generate: bool) -> Non
     click.echo(report.summary())
     if not report.ok:
         sys.exit(EXIT_RUNTIME)
+
+
+def _config_or_exit(path: Path | None) -> ServiceConfig:
+    from .config import load_service_config
+
+    try:
+        return load_service_config(path)
+    except ConfigError as exc:
+        click.echo(f"nwsyslog: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="YAML configuration (default: the embedded demo configuration; see README).",
+)
+
+
+@main.command("run")
+@_CONFIG_OPTION
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Processes sharing the ports."
+)
+@click.option("--worker-index", type=click.IntRange(0, 63), default=0, hidden=True)
+def run_command(config_path: Path | None, workers: int, worker_index: int) -> None:
+    """Run the service: listen for syslog, map it with the rules, spool it, write it to Netwrix.
+
+    Without --config it listens on udp://127.0.0.1:5514 and writes to a Netwrix API emulator it
+    runs in-process, so `nwsyslog send --to udp://127.0.0.1:5514 FILE` shows records arriving.
+    SIGTERM/SIGINT stop gracefully, SIGHUP reloads the rule files.
+    """
+    config = _config_or_exit(config_path)
+    if workers > 1:
+        sys.exit(_supervise(config_path, config, workers))
+    from .service import Service
+
+    service = Service(config, worker=worker_index, reuse_port=worker_index > 0 or _is_worker())
+
+    async def serve() -> None:
+        service.install_signals()
+        task = asyncio.create_task(service.run())
+        started = asyncio.create_task(service.started.wait())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if service.started.is_set():
+            for source in service.sources:
+                click.echo(f"nwsyslog: listening on {source.kind}://{source.host}:{source.port}")
+            if service.emulator is not None:
+                base = service.emulator.base_url
+                click.echo(f"nwsyslog: writing to the in-process Netwrix API emulator at {base}")
+                click.echo(f"nwsyslog:   records: curl '{base}/netwrix/api/v1/activity_records/enum?format=json'")
+            else:
+                click.echo(f"nwsyslog: writing to {service.netwrix.write_url}")
+            if service.metrics_port is not None:
+                click.echo(f"nwsyslog: metrics on port {service.metrics_port} (/metrics, /healthz, /readyz)")
+            click.echo(f"nwsyslog: spool {service.spool_path}")
+            sys.stdout.flush()
+        started.cancel()
+        await task
+
+    try:
+        run(serve())
+    except ConfigError as exc:
+        click.echo(f"nwsyslog: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except StartupError as exc:
+        click.echo(f"nwsyslog: {exc}", err=True)
+        sys.exit(EXIT_STARTUP)
+
+
+def _is_worker() -> bool:
+    return os.environ.get("NWSYSLOG_WORKER") == "1"
+
+
+def _supervise(config_path: Path | None, config: ServiceConfig, workers: int) -> int:
+    """Run `workers` processes of `nwsyslog run` on the same ports (SO_REUSEPORT), each with its
+    own spool; forward SIGTERM/SIGINT/SIGHUP; exit with the first non-zero code."""
+    import signal
+    import subprocess
+
+    args = [sys.executable, "-m", "ingestor.cli", "run"]
+    if config_path is not None:
+        args += ["--config", str(config_path)]
+    env = {**os.environ, "NWSYSLOG_WORKER": "1"}
+    procs = [subprocess.Popen([*args, "--worker-index", str(i)], env=env) for i in range(workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    codes = [proc.wait() for proc in procs]
+    return next((c for c in codes if c), 0)
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def check_config(file: Path) -> None:
+    """Validate a configuration file (and the rule files it names) without starting anything.
+
+    Prints what the service would do; secrets are never printed. Exit code 2 on any error.
+    """
+    from .service import default_spool_path, load_rules
+
+    config = _config_or_exit(file)
+    try:
+        ruleset = load_rules(config)
+    except ConfigError as exc:
+        click.echo(f"nwsyslog: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    nw = config.netwrix
+    auth = nw.auth
+    if auth.method == "none":
+        credentials = "none"
+    else:
+        origin = (
+            f"from ${auth.password_env}"
+            if auth.password_env
+            else f"from {auth.password_file}"
+            if auth.password_file
+            else "set in the file"
+            if auth.password.get_secret_value()
+            else "empty"
+        )
+        credentials = f"{auth.method} as {auth.username} (password {origin})"
+    lines = [
+        f"{file}: ok",
+        "  listeners: " + ", ".join(listener.url for listener in config.listeners),
+        f"  netwrix: {'in-process emulator' if config.emulator else nw.write_url} ({nw.format})",
+        f"  auth: {credentials}; tls: {nw.tls.mode}",
+        f"  rules: {len(ruleset)} ({'built-in + ' if config.rules.builtin else ''}"
+        f"{len(config.rules.paths)} user path(s))",
+        f"  spool: {config.spool.path or default_spool_path()} (max {config.spool.max_records:,} records, "
+        f"overflow {config.spool.overflow})",
+        f"  accept list: {', '.join(config.accept) if config.accept else 'everyone'}; "
+        f"{len(config.sources)} per-source setting(s); time zone {config.timezone}",
+        f"  metrics: {config.metrics.listen or 'off'}",
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command("send")
+@click.option("--to", "target", required=True, help="udp://HOST:PORT or tcp://HOST:PORT")
+@click.argument("files", nargs=-1, type=click.File("rb"), required=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Messages per second.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Send the files N times.")
+@click.option("--pri", default="<13>", show_default=True, help="PRI added to lines that have none.")
+def send(target: str, files: tuple[BinaryIO, ...], rate: float | None, repeat: int, pri: str) -> None:
+    """Replay log files to a syslog listener, one message per line (for demos, tests, benchmarks).
+
+    Lines without a PRI get one. TCP uses RFC 6587 octet counting. Progress goes to stderr every
+    few seconds, and a summary line at the end.
+    """
+    from .config import parse_listener_url
+    from .sender import Sender
+
+    try:
+        scheme, host, port = parse_listener_url(target)
+        if scheme == "tls":
+            raise ValueError("send speaks udp:// and tcp:// only")
+    except ValueError as exc:
+        click.echo(f"nwsyslog: --to: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    lines = [line for f in files for line in f.read().splitlines() if line.strip()]
+    try:
+        with Sender(scheme, host, port, pri=pri.encode()) as sender:
+            summary = sender.replay(lines * repeat, rate=rate, progress=lambda text: click.echo(text, err=True))
+    except OSError as exc:
+        click.echo(f"nwsyslog: cannot send to {target}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_RUNTIME)
+    click.echo(summary, err=True)
+
+
+@main.group("spool")
+def spool_group() -> None:
+    """Inspect the spool: what waits, what is quarantined and why; send quarantined records again."""
+
+
+_SPOOL_OPTIONS = [
+    _CONFIG_OPTION,
+    click.option("--path", "spool_path", type=click.Path(path_type=Path, dir_okay=False), default=None),
+]
+
+
+def _spool_options(fn: Any) -> Any:
+    for option in reversed(_SPOOL_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
+    from .service import default_spool_path
+    from .spool import Spool
+
+    config = _config_or_exit(config_path)
+    path = spool_path or config.spool.path or default_spool_path()
+    if not path.exists():
+        click.echo(f"nwsyslog: no spool at {path}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        return Spool(path, fmt=config.netwrix.format)
+    except StartupError as exc:
+        click.echo(f"nwsyslog: {exc}", err=True)
+        sys.exit(EXIT_STARTUP)
+
+
+@spool_group.command("stats")
+@_spool_options
+def spool_stats(config_path: Path | None, spool_path: Path | None) -> None:
+    """Records waiting, their bytes, the oldest one's age, and the quarantine count."""
+    import time
+
+    with _open_spool(config_path, spool_path) as spool:
+        stats = spool.stats()
+        age = f"{time.time() - stats.oldest:.0f} s" if stats.oldest else "-"
+        click.echo(
+            f"{spool.path}: {stats.records} records waiting ({stats.bytes} bytes, oldest {age}), "
+            f"{stats.quarantined} quarantined"
+        )
+
+
+@spool_group.command("list")
+@_spool_options
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def spool_list(config_path: Path | None, spool_path: Path | None, limit: int) -> None:
+    """Quarantined records, oldest first: id, time, reason and the record itself."""
+    import json
+    from datetime import UTC, datetime
+
+    with _open_spool(config_path, spool_path) as spool:
+        for q in spool.quarantined(limit):
+            when = datetime.fromtimestamp(q.created, UTC).isoformat(timespec="seconds")
+            click.echo(json.dumps({"id": q.id, "when": when, "reason": q.reason, "record": q.data.decode("utf-8")}))
+
+
+@spool_group.command("retry")
+@_spool_options
+@click.argument("ids", nargs=-1, type=int)
+def spool_retry(config_path: Path | None, spool_path: Path | None, ids: tuple[int, ...]) -> None:
+    """Move quarantined records (IDS, or all) back to the waiting records to be sent again."""
+    with _open_spool(config_path, spool_path) as spool:
+        moved = spool.retry(list(ids) if ids else None)
+        click.echo(f"{moved} records moved back to the spool; the service sends them next")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,7 +33,7 @@ from .encoding import encoder_for
 from .errors import DeliveryError, RecordTooLarge
 from .records import ActivityRecord
 from .retry import Backoff
-from .sink import NetwrixSink
+from .sink import NetwrixSink, SendResult
 
 log = logging.getLogger("nwsyslog.client")
 
@@ -68,6 +68,8 @@ class NetwrixClient:
         sink: Sink | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[Sequence[Entry]], None] | None = None,
+        on_request: Callable[[int, SendResult], None] | None = None,
     ) -> None:
         self.encoder = encoder_for(netwrix.format)
         self.quarantine: Quarantine = quarantine if quarantine is not None else MemoryQuarantine()
@@ -86,7 +88,9 @@ class NetwrixClient:
             self,
             backoff=Backoff(retry.base, retry.factor, retry.cap),
             max_attempts=retry.max_attempts,
+            on_request=on_request,
         )
+        self._on_delivered = on_delivered
         self._workers_n = netwrix.max_in_flight
         self._clock = clock
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2 * netwrix.max_in_flight)
@@ -126,6 +130,11 @@ class NetwrixClient:
         """Accept one record. Waits while `2 * max_in_flight` batches are already queued."""
         entry = Entry(self._next_key, self.encoder.encode(record))
         self._next_key += 1
+        await self.submit_entry(entry)
+
+    async def submit_entry(self, entry: Entry) -> None:
+        """Accept one already encoded record under the caller's key (a spool row id), which must
+        be unique among unsettled entries. Waits like `submit`."""
         self._unsettled[entry.key] = entry
         if self.error is None:
             # After a halt nothing will settle this record: flush() must not wait for it.
@@ -152,6 +161,11 @@ class NetwrixClient:
         if self.error is not None:
             raise self.error
 
+    @property
+    def unsettled(self) -> int:
+        """How many accepted records are neither delivered nor quarantined yet."""
+        return len(self._unsettled)
+
     def pending(self) -> list[Entry]:
         """Records accepted but neither delivered nor quarantined, in submission order."""
         return list(self._unsettled.values())
@@ -175,6 +189,8 @@ class NetwrixClient:
 
     # DeliveryListener: the only signal that flows back.
     def delivered(self, entries: Sequence[Entry]) -> None:
+        if self._on_delivered is not None:
+            self._on_delivered(entries)
         self._settle(entries)
 
     def quarantined(self, entry: Entry, reason: str) -> None:

@@ -74,7 +74,9 @@ class Delivery:
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_request: Callable[[int, SendResult], None] | None = None,
     ) -> None:
+        self._on_request = on_request  # (records in the body, result): for metrics
         self._sink = sink
         self._encoder = encoder
         self._listener = listener
@@ -130,6 +132,8 @@ class Delivery:
         while True:
             result = await self._sink.send(body)
             self.stats.requests += 1
+            if self._on_request is not None:
+                self._on_request(len(batch), result)
             if result.outcome is Outcome.RETRY:
                 attempt += 1
                 if self._max_attempts is not None and attempt >= self._max_attempts:

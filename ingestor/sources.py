@@ -118,6 +118,7 @@ class Source:
         self.handler = handler
         self.accept = accept or AcceptList()
         self.stats = SourceStats()
+        self.paused = False
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -126,6 +127,16 @@ class Source:
     def close(self) -> None:
         """Stop receiving; idempotent."""
         raise NotImplementedError
+
+    def pause(self) -> None:
+        """Stop taking messages in until `resume()` (back-pressure: the spool is full). UDP
+        datagrams then queue in the socket buffer and the kernel drops the excess (counted in
+        its drop counter); TCP senders are slowed by the TCP window."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Take messages in again."""
+        self.paused = False
 
     def _hand_over(self, raw: bytes, peer: str, received_at: float) -> None:
         """Count one message and give it to the handler; a failing handler is logged, and the
@@ -169,6 +180,16 @@ class UdpSource(Source):
         self._reuse_port = reuse_port
         self._stream: asyncio_dgram.aio.DatagramServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running = asyncio.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        super().pause()
+        self._running.clear()
+
+    def resume(self) -> None:
+        super().resume()
+        self._running.set()
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -200,7 +221,10 @@ class UdpSource(Source):
     async def _receive(self) -> None:
         assert self._stream is not None
         stream, stats, allows, hand_over = self._stream, self.stats, self.accept.allows, self._hand_over
+        running = self._running
         while True:
+            if not running.is_set():
+                await running.wait()
             try:
                 data, addr = await stream.recv()
             except asyncio_dgram.TransportClosed:
@@ -246,6 +270,8 @@ class _TcpConnection(asyncio.Protocol):
         stats.connections += 1
         self._transport = transport
         self._source.connections.add(self)
+        if self._source.paused:
+            transport.pause_reading()
         self._schedule(self._source.idle_timeout)
 
     def _schedule(self, delay: float) -> None:
@@ -293,6 +319,13 @@ class _TcpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def pause_reading(self, paused: bool) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
 
 class TcpSource(Source):
     """Receives syslog over TCP, or TLS (RFC 5425) when given an SSL context."""
@@ -334,6 +367,16 @@ class TcpSource(Source):
         except OSError as exc:
             raise self._bind_error(exc) from None
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def pause(self) -> None:
+        super().pause()
+        for connection in list(self.connections):
+            connection.pause_reading(True)
+
+    def resume(self) -> None:
+        super().resume()
+        for connection in list(self.connections):
+            connection.pause_reading(False)
 
     def close(self) -> None:
         """Stop accepting and close every connection; idempotent."""

@@ -97,6 +97,15 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn's server inside a program that handles signals itself (`nwsyslog run`): it must
+    not replace the program's SIGINT/SIGTERM handlers; the program stops it with `should_exit`."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class EmulatorServer:
     """The emulator bound to a socket; `serve()` runs it until `stop()`.
 
@@ -106,7 +115,13 @@ class EmulatorServer:
     """
 
     def __init__(
-        self, settings: EmulatorSettings, host: str = "127.0.0.1", port: int = 0, cert: Certificate | None = None
+        self,
+        settings: EmulatorSettings,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert: Certificate | None = None,
+        *,
+        embedded: bool = False,
     ) -> None:
         self.app = create_app(settings)
         self.emulator: Emulator = self.app.state.emulator
@@ -127,7 +142,7 @@ class EmulatorServer:
             ssl_certfile=str(cert.cert_file) if cert else None,
             ssl_keyfile=str(cert.key_file) if cert else None,
         )
-        self._server = _Server(config)
+        self._server = EmbeddedServer(config) if embedded else _Server(config)
 
     async def serve(self) -> None:
         """Serve until `stop()` (or a signal, when run on the main thread)."""

@@ -1,0 +1,456 @@
+"""`nwsyslog run`: listeners -> pipeline -> spool -> client, and the operations around them.
+
+Data flows one way:
+
+    sources --handle()--> Pipeline.pending --writer--> Spool (SQLite, one thread)
+    Spool --feeder--> NetwrixClient --200--> writer deletes the rows
+                                    --400/413 alone--> writer moves the row to quarantine
+
+- The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds (or
+  sooner when much is waiting), together with the ids delivered and quarantined since, in one
+  transaction. Only committed rows are ever read for sending, so a record is on disk before it
+  can be sent, and it leaves the spool only after the server said 200.
+- The *feeder* task reads committed rows in id order and hands them to the client, which batches
+  and retries (forever by default: an outage only grows the spool). If delivery halts (401, 403,
+  404, a certificate problem) the rows stay spooled; the feeder starts a new client after
+  `HALT_RETRY` seconds or on SIGHUP, re-reading the spool from the start.
+- On start, whatever a previous run left in the spool is sent first (same order).
+
+Signals: SIGTERM/SIGINT stop gracefully (stop listening, commit what was produced, give delivery
+`shutdown_timeout` seconds, leave the rest spooled); SIGHUP reloads rule files (a bad new set
+keeps the old one and says why) and restarts a halted delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from parsers.rules.engine import RuleSet
+from parsers.rules.loader import load_ruleset
+
+from .batcher import Entry
+from .client import NetwrixClient
+from .config import ServiceConfig
+from .encoding import encoder_for
+from .errors import ConfigError, StartupError
+from .metrics import Metrics, Readings
+from .pipeline import Pipeline
+from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
+from .spool import Spool
+
+log = logging.getLogger("nwsyslog.service")
+
+WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is only in memory)
+WRITE_EARLY = 5000  # commit sooner when this many records wait
+READ_CHUNK = 1000  # rows the feeder reads at a time
+HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
+PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
+
+
+def default_spool_path(worker: int = 0) -> Path:
+    """`$STATE_DIRECTORY/spool.db` (systemd's StateDirectory=) or ~/.local/state/nwsyslog/spool.db;
+    worker N > 0 of `--workers` gets spool-wN.db beside it."""
+    base = os.environ.get("STATE_DIRECTORY") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "nwsyslog"
+    )
+    return Path(base.split(":")[0]) / ("spool.db" if worker == 0 else f"spool-w{worker}.db")
+
+
+def load_rules(config: ServiceConfig) -> RuleSet:
+    """The configured rule set; raises RuleError (a ConfigError) naming file, line and rule."""
+    return load_ruleset(list(config.rules.paths), builtin=config.rules.builtin)
+
+
+class Service:
+    """One service process; `await run()` until `stop()` (or a signal, via `install_signals`)."""
+
+    def __init__(self, config: ServiceConfig, *, worker: int = 0, reuse_port: bool = False) -> None:
+        self.config = config
+        self.worker = worker
+        self.reuse_port = reuse_port
+        self.encoder = encoder_for(config.netwrix.format)
+        self.spool_path = config.spool.path or default_spool_path(worker)
+        self.sources: list[Source] = []
+        self.spool: Spool | None = None
+        self.pipeline: Pipeline | None = None
+        self.client: NetwrixClient | None = None
+        self.netwrix = config.netwrix
+        self.emulator: Any = None  # EmulatorServer when config.emulator
+        self.spooled = 0
+        self.overflow_dropped = 0
+        self.quarantined_count = 0
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._wake_writer = asyncio.Event()
+        self._wake_feeder = asyncio.Event()
+        self._delivered: list[int] = []
+        self._quarantines: list[tuple[int, bytes, str]] = []
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
+        self._paused = False
+        self._halted: str | None = None
+        self.metrics = Metrics(
+            Readings(
+                sources=lambda: [(s.kind, f"{s.host}:{s.port}", s.stats) for s in self.sources],
+                pipeline=lambda: self.pipeline.stats if self.pipeline else None,
+                spool=self._spool_reading,
+                delivery=lambda: self.client.stats if self.client else None,
+                udp_drops=self._udp_drops,
+                ready=self._ready,
+            )
+        )
+        self._metrics_server: Any = None
+        self.metrics_port: int | None = None
+        self._servers: list[asyncio.Task[None]] = []
+
+    # --- readings -------------------------------------------------------------------------
+    def _spool_reading(self) -> tuple[int, int, int, int, int]:
+        spool = self.spool
+        depth, size = (spool.records, spool.bytes) if spool else (0, 0)
+        return depth, size, self.spooled, self.overflow_dropped, self.quarantined_count
+
+    def _udp_drops(self) -> list[tuple[str, int]]:
+        out = []
+        for s in self.sources:
+            if isinstance(s, UdpSource) and s.socket is not None:
+                drops = udp_drops(s.socket)
+                if drops is not None:
+                    out.append((f"{s.host}:{s.port}", drops))
+        return out
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self.started.is_set():
+            return False, "starting"
+        if self._halted:
+            return False, f"delivery halted: {self._halted}"
+        return True, "ready"
+
+    # --- control --------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the service to shut down gracefully (thread-safe via call_soon_threadsafe)."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Reload rule files, and retry a halted delivery now."""
+        self._reload.set()
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads (main thread only)."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def _in_db(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    # --- run ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start everything, run until stopped, shut down gracefully."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_resources()
+            raise
+        tasks = [
+            asyncio.create_task(self._writer(), name="nwsyslog-writer"),
+            asyncio.create_task(self._feeder(), name="nwsyslog-feeder"),
+            asyncio.create_task(self._reloader(), name="nwsyslog-reload"),
+        ]
+        self.started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(tasks)
+
+    async def _start(self) -> None:
+        config = self.config
+        ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
+        self.spool = await self._in_db(
+            lambda: Spool(self.spool_path, fmt=config.netwrix.format, sync=config.spool.sync)
+        )
+        if self.spool.records:
+            log.info(
+                "the spool %s holds %d records from an earlier run: sending them first",
+                self.spool_path,
+                self.spool.records,
+            )
+        self.pipeline = Pipeline(
+            ruleset,
+            self.encoder,
+            timezone=config.timezone,
+            records=config.records,
+            sources=config.sources,
+        )
+        if config.emulator:
+            await self._start_emulator()
+        if config.metrics.listen is not None:
+            await self._start_metrics(config.metrics.listen)
+        accept = AcceptList(config.accept)
+        for listener in config.listeners:
+            source: Source
+            if listener.scheme == "udp":
+                source = UdpSource(
+                    listener.host,
+                    listener.port,
+                    self.pipeline.handle,
+                    accept=accept,
+                    receive_buffer=listener.receive_buffer,
+                    reuse_port=self.reuse_port,
+                )
+            else:
+                context = None
+                if listener.scheme == "tls":
+                    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                    try:
+                        context.load_cert_chain(str(listener.cert_file), str(listener.key_file))
+                    except (OSError, ssl.SSLError) as exc:
+                        raise ConfigError(f"cannot load the certificate: {exc}", key="listeners.cert_file") from None
+                source = TcpSource(
+                    listener.host,
+                    listener.port,
+                    self.pipeline.handle,
+                    accept=accept,
+                    max_message=listener.max_message,
+                    idle_timeout=listener.idle_timeout,
+                    ssl_context=context,
+                    reuse_port=self.reuse_port,
+                )
+                source.kind = listener.scheme
+            await source.start()
+            self.sources.append(source)
+            log.info("listening on %s://%s:%d", listener.scheme, listener.host, source.port)
+        self.client = self._new_client()
+        await self.client.start()
+
+    async def _start_emulator(self) -> None:
+        from .emulator import EmulatorServer, EmulatorSettings
+
+        self.emulator = EmulatorServer(EmulatorSettings(), "127.0.0.1", 0, embedded=True)
+        self._servers.append(asyncio.create_task(self.emulator.serve(), name="nwsyslog-emulator"))
+        for _ in range(500):
+            if self.emulator.started:
+                break
+            await asyncio.sleep(0.01)
+        if not self.emulator.started:
+            raise StartupError("the in-process emulator did not start")
+        self.netwrix = self.config.netwrix.model_copy(update={"url": self.emulator.base_url})
+        enum = f"{self.emulator.base_url}/netwrix/api/v1/activity_records/enum?format=json"
+        log.info("Netwrix API emulator running in-process; see the records: curl '%s'", enum)
+
+    async def _start_metrics(self, listen: str) -> None:
+        import uvicorn
+
+        from .emulator.server import EmbeddedServer, bind
+
+        host, _, port = listen.rpartition(":")
+        sock = bind(host.strip("[]") or "127.0.0.1", int(port))
+        self.metrics_port = sock.getsockname()[1]
+        config = uvicorn.Config(self.metrics.app(), log_level="warning", access_log=False, lifespan="off")
+        server = EmbeddedServer(config)
+        self._metrics_server = server
+        self._servers.append(asyncio.create_task(server.serve(sockets=[sock]), name="nwsyslog-metrics"))
+        log.info("metrics on http://%s/metrics (also /healthz, /readyz)", f"{host}:{self.metrics_port}")
+
+    def _new_client(self) -> NetwrixClient:
+        return NetwrixClient(
+            self.netwrix,
+            self.config.batching,
+            quarantine=self,
+            on_delivered=self._on_delivered,
+            on_request=self.metrics.observe_request,
+        )
+
+    # Client callbacks: they only queue ids; the writer commits them.
+    def _on_delivered(self, entries: Sequence[Entry]) -> None:
+        self._delivered.extend(e.key for e in entries)  # type: ignore[misc]
+        self._wake_writer.set()
+
+    def put(self, entry: Entry, reason: str) -> None:
+        """The client's quarantine: moved to the spool's quarantine table by the writer."""
+        self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
+        self.quarantined_count += 1
+        self._wake_writer.set()
+
+    # --- tasks ----------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
+            self._wake_writer.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit produced records, delivered ids and quarantines in one transaction."""
+        assert self.pipeline is not None and self.spool is not None
+        inserts = self.pipeline.take()
+        deletes, self._delivered = self._delivered, []
+        quarantines, self._quarantines = self._quarantines, []
+        if not (inserts or deletes or quarantines):
+            return
+        inserts = self._bound(inserts)
+        await self._in_db(self.spool.apply, inserts, deletes, quarantines)
+        self.spooled += len(inserts)
+        if inserts:
+            self._wake_feeder.set()
+        self._flow_control()
+
+    def _bound(self, inserts: list[bytes]) -> list[bytes]:
+        """Apply the size bound: with drop_newest, what does not fit is dropped (counted, logged)."""
+        spool, bound = self.spool, self.config.spool
+        assert spool is not None
+        if bound.overflow != "drop_newest" or not inserts:
+            return inserts
+        room = min(bound.max_records - spool.records, len(inserts))
+        room_bytes = bound.max_bytes - spool.bytes
+        kept = 0
+        size = 0
+        while kept < room and size + len(inserts[kept]) <= room_bytes:
+            size += len(inserts[kept])
+            kept += 1
+        if kept < len(inserts):
+            dropped = len(inserts) - kept
+            first = self.overflow_dropped == 0
+            self.overflow_dropped += dropped
+            if first or self.overflow_dropped % 10000 < dropped:
+                log.error(
+                    "SPOOL FULL (%d records, %d bytes): dropped %d new records, %d so far "
+                    "(spool.overflow: drop_newest; raise spool.max_records/max_bytes or fix delivery)",
+                    spool.records,
+                    spool.bytes,
+                    dropped,
+                    self.overflow_dropped,
+                )
+        return inserts[:kept]
+
+    def _flow_control(self) -> None:
+        """With overflow 'block', pause the listeners at the bound and resume below 90%."""
+        spool, bound = self.spool, self.config.spool
+        assert spool is not None
+        if bound.overflow != "block":
+            return
+        fill = max(spool.records / bound.max_records, spool.bytes / bound.max_bytes)
+        if not self._paused and fill >= PAUSE_HIGH:
+            self._paused = True
+            for s in self.sources:
+                s.pause()
+            log.error(
+                "SPOOL FULL (%d records, %d bytes): listeners paused until delivery catches up "
+                "(spool.overflow: block; UDP senders' datagrams are now dropped by the kernel)",
+                spool.records,
+                spool.bytes,
+            )
+        elif self._paused and fill < PAUSE_LOW:
+            self._paused = False
+            for s in self.sources:
+                s.resume()
+            log.warning("spool below 90%% of its bound: listeners resumed")
+
+    async def _feeder(self) -> None:
+        assert self.spool is not None
+        last_id = 0
+        while True:
+            client = self.client
+            assert client is not None
+            if client.error is not None:
+                last_id = await self._recover(client)
+                continue
+            rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
+            if not rows:
+                self._wake_feeder.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_feeder.wait(), 1.0)
+                continue
+            for row_id, data in rows:
+                await client.submit_entry(Entry(row_id, data))
+                last_id = row_id
+                if client.error is not None:
+                    break
+
+    async def _recover(self, client: NetwrixClient) -> int:
+        """After a halt: keep everything spooled, wait, then start over with a new client."""
+        self._halted = str(client.error)
+        log.error(
+            "delivery halted: %s. Every record stays in the spool; retrying in %.0f s or on SIGHUP",
+            client.error,
+            HALT_RETRY,
+        )
+        await client.aclose(timeout=0)
+        self._reload.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reload.wait(), HALT_RETRY)
+        await self._commit()  # deletions of what was delivered before the halt, so it is not resent
+        self.client = self._new_client()
+        await self.client.start()
+        self._halted = None
+        return 0
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload.wait()
+            try:
+                ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, self.config)
+            except ConfigError as exc:
+                log.error("reload refused, the previous rules stay in use: %s", exc)
+            else:
+                assert self.pipeline is not None
+                self.pipeline.ruleset = ruleset
+                log.info("rules reloaded: %d rules", len(ruleset))
+            if self.client is None or self.client.error is None:
+                self._reload.clear()
+            else:
+                await asyncio.sleep(0.1)  # let the feeder see the event and restart delivery
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        log.info("stopping: closing listeners, flushing")
+        for s in self.sources:
+            s.close()
+        for task in tasks:
+            if task.get_name() != "nwsyslog-writer":
+                task.cancel()
+        for task in tasks:
+            if task.get_name() != "nwsyslog-writer":
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # The writer runs on while the client flushes, so deliveries are deleted as they land.
+        if self.client is not None:
+            started = time.monotonic()
+            left = await self.client.aclose(timeout=self.config.shutdown_timeout)
+            log.info(
+                "delivery flushed in %.1fs; %d records not yet acknowledged stay spooled",
+                time.monotonic() - started,
+                len(left),
+            )
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.spool is not None and self.pipeline is not None:
+            await self._commit()
+        await self._close_resources()
+
+    async def _close_resources(self) -> None:
+        for s in self.sources:
+            s.close()
+        if self.spool is not None:
+            remaining = self.spool.records
+            await self._in_db(self.spool.close)
+            log.info("spool closed with %d records waiting", remaining)
+            self.spool = None
+        self._db.shutdown(wait=True)
+        if self._metrics_server is not None:
+            self._metrics_server.should_exit = True
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self._servers:
+            await asyncio.wait(self._servers, timeout=5)

@@ -1,0 +1,205 @@
+"""The durable spool: every record on disk (SQLite, WAL) before it can be sent, removed after a 200.
+
+Two tables in one file:
+
+- `records(id, data, created)`: encoded record fragments waiting for delivery, in id order;
+- `quarantine(id, record_id, data, reason, created)`: records that must not be sent again
+  without a person's decision (the server rejected them with a 400, or one alone is larger than
+  a request may be), with the reason.
+
+A `meta` table remembers the wire format the fragments were encoded in, so a spool written as
+XML is never posted as JSON. Writes come in batches, one transaction each (`apply`): inserting
+and deleting row by row would cap throughput far below what the listeners receive.
+
+Durability: WAL with `synchronous=NORMAL` (the default) keeps every committed transaction across
+a crash of the process (`kill -9`); `synchronous=FULL` also across a power loss, at a cost per
+commit. The file and its WAL are created with mode 0600.
+
+The class is synchronous and not thread-safe: the service calls it from one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import StartupError
+
+Sync = Literal["normal", "full"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, data BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """What the spool holds now."""
+
+    records: int
+    bytes: int
+    quarantined: int
+    oldest: float | None  # creation time of the oldest waiting record
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """One quarantined record and why."""
+
+    id: int
+    record_id: int | None
+    data: bytes
+    reason: str
+    created: float
+
+
+class Spool:
+    """A spool file; see the module docstring.
+
+    Example:
+        >>> with Spool(":memory:", fmt="xml") as spool:
+        ...     spool.apply(inserts=[b"<ActivityRecord/>"])
+        ...     [(i, d) for i, d in spool.read_after(0, 10)]
+        [(1, b'<ActivityRecord/>')]
+    """
+
+    def __init__(self, path: str | Path, *, fmt: str, sync: Sync = "normal") -> None:
+        self.path = str(path)
+        self.format = fmt
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
+                # same mode as the database file.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+            self._db.executescript(_SCHEMA)
+            stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the spool {self.path}: {exc}") from None
+        if stored is None:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (fmt,))
+        elif stored[0] != fmt:
+            count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+            if count:
+                self._db.close()
+                raise StartupError(
+                    f"the spool {self.path} holds {count} records encoded as {stored[0]}, but the configured "
+                    f"format is {fmt}: set netwrix.format back to {stored[0]} until they are delivered, or "
+                    "point spool.path at a new file"
+                )
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (fmt,))
+        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM records").fetchone()
+        self.records: int = count  # kept current by apply(): the overflow check runs per batch
+        self.bytes: int = size
+
+    def apply(
+        self,
+        inserts: Sequence[bytes] = (),
+        deletes: Iterable[int] = (),
+        quarantines: Iterable[tuple[int, bytes, str]] = (),
+    ) -> None:
+        """In one transaction: append `inserts`, delete the delivered ids `deletes`, and move
+        `quarantines` ((id, data, reason)) from the records to the quarantine."""
+        now = time.time()
+        db = self._db
+        moved = list(quarantines)
+        deleted = list(deletes) + [q[0] for q in moved]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if inserts:
+                db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
+            if moved:
+                db.executemany(
+                    "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
+                    ((rid, data, reason, now) for rid, data, reason in moved),
+                )
+            gone = 0
+            gone_bytes = 0
+            if deleted:
+                # Sizes of what goes, for the counters; then one statement per chunk of ids.
+                for chunk in _chunks(deleted, 500):
+                    marks = ",".join("?" * len(chunk))
+                    n, size = db.execute(
+                        f"SELECT count(*), coalesce(sum(length(data)), 0) FROM records WHERE id IN ({marks})", chunk
+                    ).fetchone()
+                    db.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
+                    gone += n
+                    gone_bytes += size
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self.records += len(inserts) - gone
+        self.bytes += sum(map(len, inserts)) - gone_bytes
+
+    def read_after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` waiting records with an id above `last_id`, in id order."""
+        return self._db.execute(
+            "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+        ).fetchall()
+
+    def stats(self) -> SpoolStats:
+        """Counts and sizes, read from the file."""
+        count, size, oldest = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0), min(created) FROM records"
+        ).fetchone()
+        quarantined = self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        return SpoolStats(count, size, quarantined, oldest)
+
+    def quarantined(self, limit: int = 100, offset: int = 0) -> list[QuarantinedRecord]:
+        """Quarantined records, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, record_id, data, reason, created FROM quarantine ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+        ).fetchall()
+        return [QuarantinedRecord(*row) for row in rows]
+
+    def retry(self, ids: Sequence[int] | None = None) -> int:
+        """Move quarantined records (these ids, or all) back to the waiting records, to be sent
+        again by the running or next service; returns how many moved."""
+        db = self._db
+        where, args = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(f"SELECT id, data FROM quarantine{where} ORDER BY id", args).fetchall()
+            now = time.time()
+            db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((data, now) for _, data in rows))
+            db.execute(f"DELETE FROM quarantine{where}", args)
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self.records += len(rows)
+        self.bytes += sum(len(data) for _, data in rows)
+        return len(rows)
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database file and close."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

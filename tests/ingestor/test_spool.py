@@ -1,0 +1,115 @@
+"""The SQLite spool: ordering, batched transactions, quarantine, restart and crash durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingestor.errors import StartupError
+from ingestor.spool import Spool
+
+
+def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", fmt="xml") as spool:
+        spool.apply(inserts=[b"a", b"bb", b"ccc"])
+        rows = spool.read_after(0, 10)
+        assert [d for _, d in rows] == [b"a", b"bb", b"ccc"]
+        assert spool.read_after(rows[0][0], 1) == [rows[1]]
+        spool.apply(deletes=[rows[0][0], rows[2][0]])
+        assert [d for _, d in spool.read_after(0, 10)] == [b"bb"]
+        assert (spool.records, spool.bytes) == (1, 2)
+        assert spool.stats().records == 1 and spool.stats().bytes == 2
+
+
+def test_quarantine_keeps_the_reason_and_retry_puts_records_back(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", fmt="xml") as spool:
+        spool.apply(inserts=[b"good", b"bad"])
+        (good_id, _), (bad_id, bad) = spool.read_after(0, 10)
+        spool.apply(deletes=[good_id], quarantines=[(bad_id, bad, "Who: too long")])
+        assert spool.records == 0
+        [q] = spool.quarantined()
+        assert (q.record_id, q.data, q.reason) == (bad_id, b"bad", "Who: too long")
+        assert spool.stats().quarantined == 1
+        assert spool.retry() == 1
+        assert [d for _, d in spool.read_after(0, 10)] == [b"bad"] and spool.records == 1
+        assert spool.quarantined() == []
+
+
+def test_what_was_committed_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path, fmt="json") as spool:
+        spool.apply(inserts=[b"1", b"2"])
+    with Spool(path, fmt="json") as spool:
+        assert [d for _, d in spool.read_after(0, 10)] == [b"1", b"2"]
+        assert (spool.records, spool.bytes) == (2, 2)
+
+
+def test_a_spool_in_another_format_is_refused_while_it_holds_records(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path, fmt="xml") as spool:
+        spool.apply(inserts=[b"<ActivityRecord/>"])
+    with pytest.raises(StartupError, match=r"encoded as xml.*format is json"):
+        Spool(path, fmt="json")
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "s.db"
+    with Spool(path, fmt="xml") as spool:
+        spool.apply(inserts=[b"x"])
+        for f in path.parent.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
+    """A writer process commits batches and reports each; SIGKILL; every reported row is there."""
+    path = tmp_path / "s.db"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from ingestor.spool import Spool
+        spool = Spool({str(path)!r}, fmt="xml")
+        n = 0
+        while True:
+            spool.apply(inserts=[b"r%d" % i for i in range(n, n + 100)])
+            n += 100
+            print(n, flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    committed = 0
+    for line in proc.stdout:
+        committed = int(line)
+        if committed >= 5000:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    with Spool(path, fmt="xml") as spool:
+        rows = spool.read_after(0, 10**6)
+    assert len(rows) >= committed
+    assert [d for _, d in rows[:committed]] == [b"r%d" % i for i in range(committed)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.lists(st.binary(max_size=20), max_size=5), st.lists(st.integers(0, 30), max_size=5)), max_size=12
+    )
+)
+def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]]) -> None:
+    with Spool(":memory:", fmt="xml") as spool:
+        for inserts, picks in steps:
+            ids = [i for i, _ in spool.read_after(0, 1000)]
+            spool.apply(inserts=inserts, deletes={ids[p % len(ids)] for p in picks} if ids else ())
+            stats = spool.stats()
+            assert (spool.records, spool.bytes) == (stats.records, stats.bytes)
