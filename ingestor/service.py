@@ -99,6 +99,7 @@ class Service:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
         self._paused = False
         self._halted: str | None = None
+        self.failure: BaseException | None = None
         self.metrics = Metrics(
             Readings(
                 sources=lambda: [(s.kind, f"{s.host}:{s.port}", s.stats) for s in self.sources],
@@ -167,6 +168,8 @@ class Service:
             asyncio.create_task(self._feeder(), name="nwsyslog-feeder"),
             asyncio.create_task(self._reloader(), name="nwsyslog-reload"),
         ]
+        for task in tasks:
+            task.add_done_callback(self._task_ended)
         self.started.set()
         try:
             await self._stop.wait()
@@ -281,6 +284,17 @@ class Service:
         self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
         self.quarantined_count += 1
         self._wake_writer.set()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A stage task must never end on its own: if one fails, say so and stop the service
+        (what was spooled stays spooled) rather than run on half-dead."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.critical("%s failed; stopping", task.get_name(), exc_info=exc)
+            self.failure = exc
+            self.stop()
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:

@@ -34,7 +34,10 @@ from .errors import StartupError
 Sync = Literal["normal", "full"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, data BLOB NOT NULL, created REAL NOT NULL);
+-- AUTOINCREMENT: ids never come back after deletes, so "rows after the last one read" is exact.
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
 );

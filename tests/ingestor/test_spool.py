@@ -30,6 +30,16 @@ def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> Non
         assert spool.stats().records == 1 and spool.stats().bytes == 2
 
 
+def test_ids_only_grow_even_when_the_spool_was_emptied(tmp_path: Path) -> None:
+    """The feeder reads "rows after the last id it read": an id must never be handed out twice."""
+    with Spool(tmp_path / "s.db", fmt="xml") as spool:
+        spool.apply(inserts=[b"a", b"b"])
+        last = spool.read_after(0, 10)[-1][0]
+        spool.apply(deletes=[i for i, _ in spool.read_after(0, 10)])
+        spool.apply(inserts=[b"c"])
+        assert [d for _, d in spool.read_after(last, 10)] == [b"c"]
+
+
 def test_quarantine_keeps_the_reason_and_retry_puts_records_back(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db", fmt="xml") as spool:
         spool.apply(inserts=[b"good", b"bad"])
