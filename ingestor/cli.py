@@ -292,6 +292,9 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
     """
     config = _config_or_exit(config_path)
     if workers > 1:
+        if config.emulator:
+            click.echo("nwsyslog: --workers: the in-process emulator runs with one worker only", err=True)
+            sys.exit(EXIT_CONFIG)
         sys.exit(_supervise(config_path, config, workers))
     from .service import Service
 

@@ -316,6 +316,15 @@ class ServiceConfig(BaseModel):
     metrics: MetricsConfig = MetricsConfig()
     shutdown_timeout: float = Field(10.0, ge=0, description="seconds to flush on SIGTERM; the rest stays spooled")
     emulator: bool = Field(False, description="run the Netwrix API emulator in-process and write to it (demo)")
+    emulator_listen: str = Field("127.0.0.1:0", description="where the in-process emulator listens")
+
+    @field_validator("emulator_listen")
+    @classmethod
+    def _check_emulator_listen(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
 
     @field_validator("accept")
     @classmethod
@@ -337,6 +346,7 @@ EMBEDDED_DEFAULT = """\
 listeners:
   - udp://127.0.0.1:5514
 emulator: true
+emulator_listen: 127.0.0.1:9699
 netwrix:
   format: xml
 records:

@@ -66,6 +66,11 @@ def default_spool_path(worker: int = 0) -> Path:
     return Path(base.split(":")[0]) / ("spool.db" if worker == 0 else f"spool-w{worker}.db")
 
 
+def worker_path(path: Path, worker: int) -> Path:
+    """Worker N > 0 of `--workers` keeps its own spool beside the configured one (spool-wN.db)."""
+    return path if worker == 0 else path.with_name(f"{path.stem}-w{worker}{path.suffix}")
+
+
 def load_rules(config: ServiceConfig) -> RuleSet:
     """The configured rule set; raises RuleError (a ConfigError) naming file, line and rule."""
     return load_ruleset(list(config.rules.paths), builtin=config.rules.builtin)
@@ -79,7 +84,7 @@ class Service:
         self.worker = worker
         self.reuse_port = reuse_port
         self.encoder = encoder_for(config.netwrix.format)
-        self.spool_path = config.spool.path or default_spool_path(worker)
+        self.spool_path = worker_path(config.spool.path, worker) if config.spool.path else default_spool_path(worker)
         self.sources: list[Source] = []
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
@@ -198,7 +203,9 @@ class Service:
         if config.emulator:
             await self._start_emulator()
         if config.metrics.listen is not None:
-            await self._start_metrics(config.metrics.listen)
+            host, _, port = config.metrics.listen.rpartition(":")
+            # Workers of one service each serve their own metrics, on consecutive ports.
+            await self._start_metrics(f"{host}:{int(port) + self.worker if int(port) else 0}")
         accept = AcceptList(config.accept)
         for listener in config.listeners:
             source: Source
@@ -239,7 +246,8 @@ class Service:
     async def _start_emulator(self) -> None:
         from .emulator import EmulatorServer, EmulatorSettings
 
-        self.emulator = EmulatorServer(EmulatorSettings(), "127.0.0.1", 0, embedded=True)
+        host, _, port = self.config.emulator_listen.rpartition(":")
+        self.emulator = EmulatorServer(EmulatorSettings(), host.strip("[]") or "127.0.0.1", int(port), embedded=True)
         self._servers.append(asyncio.create_task(self.emulator.serve(), name="nwsyslog-emulator"))
         for _ in range(500):
             if self.emulator.started:
