@@ -48,7 +48,7 @@ class YamlDocument:
         first = exc.errors()[0]
         loc = [p for p in first["loc"] if isinstance(p, str | int)]
         key = format_loc(loc)
-        reason = first["msg"]
+        reason = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for ValueError
         more = len(exc.errors()) - 1
         if more:
             reason += f" (and {more} more error{'s' if more > 1 else ''})"

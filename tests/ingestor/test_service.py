@@ -1,0 +1,241 @@
+"""The service in-process: metrics and health endpoints, SIGHUP reload, spool bound, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from ingestor.cli import main
+from ingestor.config import ServiceConfig
+from ingestor.emulator import EmulatorServer, EmulatorSettings
+from ingestor.loop import run
+from ingestor.sender import Sender
+from ingestor.service import Service
+from ingestor.spool import Spool
+
+SUDO = b"<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo %d"
+
+
+def config(tmp: Path, url: str, **extra: Any) -> ServiceConfig:
+    return ServiceConfig.model_validate(
+        {
+            "listeners": ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"],
+            "netwrix": {"url": url, "retry": {"base": 0.05, "cap": 0.2}},
+            "batching": {"linger": 0.05},
+            "spool": {"path": str(tmp / "spool.db")},
+            "metrics": {"listen": "127.0.0.1:0"},
+            **extra,
+        }
+    )
+
+
+@asynccontextmanager
+async def running(cfg: ServiceConfig) -> AsyncIterator[Service]:
+    service = Service(cfg)
+    task = asyncio.create_task(service.run())
+    started = asyncio.create_task(service.started.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        await task  # raises the startup error
+    try:
+        yield service
+    finally:
+        service.stop()
+        await task
+
+
+async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def tcp_port(service: Service) -> int:
+    return next(s.port for s in service.sources if s.kind == "tcp")
+
+
+async def send(service: Service, lines: list[bytes]) -> None:
+    def replay() -> None:
+        with Sender("tcp", "127.0.0.1", tcp_port(service)) as sender:
+            sender.replay(lines)
+
+    await asyncio.to_thread(replay)
+
+
+def test_metrics_health_and_delivery(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            async with running(config(tmp_path, emulator.base_url)) as service, httpx.AsyncClient() as http:
+                base = f"http://127.0.0.1:{service.metrics_port}"
+                assert (await http.get(f"{base}/healthz")).status_code == 200
+                assert (await http.get(f"{base}/readyz")).status_code == 200
+                await send(service, [SUDO % i for i in range(50)] + [b"<13>Mar  4 10:00:01 h prog: nothing here"])
+                await until(lambda: emulator.emulator.store.total == 50)
+                await until(lambda: service.spool is not None and service.spool.records == 0)
+                text = (await http.get(f"{base}/metrics")).text
+                assert 'nwsyslog_received_total{listener="tcp://127.0.0.1:' in text
+                for line in ("nwsyslog_records_total 50.0", "nwsyslog_unmatched_total 1.0", "nwsyslog_sent_total 50.0",
+                             "nwsyslog_spool_depth 0.0", "nwsyslog_spooled_total 50.0"):  # fmt: skip
+                    assert line in text, line
+                assert "nwsyslog_request_seconds_bucket" in text and "nwsyslog_batch_records_count" in text
+
+    run(scenario())
+
+
+def test_a_halted_delivery_keeps_records_and_is_not_ready(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings(user=("writer", "right"))) as emulator:
+            cfg = config(tmp_path, emulator.base_url, netwrix={"url": emulator.base_url,
+                         "auth": {"method": "basic", "username": "writer", "password": "wrong"}})  # fmt: skip
+            async with running(cfg) as service, httpx.AsyncClient() as http:
+                await send(service, [SUDO % i for i in range(20)])
+                await until(lambda: service._halted is not None)
+                ready = await http.get(f"http://127.0.0.1:{service.metrics_port}/readyz")
+                assert ready.status_code == 503 and "401" in ready.text
+                assert emulator.emulator.store.total == 0
+                await until(lambda: service.spool is not None and service.spool.records == 20)
+        with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+            assert spool.stats().records == 20, "everything stays spooled after a halt and a stop"
+
+    run(scenario())
+
+
+def test_records_left_in_the_spool_are_sent_after_a_restart(tmp_path: Path) -> None:
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        fragment = b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w</What><When>2026-01-01T00:00:00Z</When>"
+        spool.apply(inserts=[fragment + b"<Where>h</Where><ObjectType>o</ObjectType></ActivityRecord>"] * 7)
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            async with running(config(tmp_path, emulator.base_url)) as service:
+                await until(lambda: emulator.emulator.store.total == 7)
+                await until(lambda: service.spool is not None and service.spool.records == 0)
+
+    run(scenario())
+
+
+def test_drop_newest_counts_what_does_not_fit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # Nobody listens at this URL: everything stays spooled, and the bound is reached.
+        cfg = config(tmp_path, "http://127.0.0.1:9", spool={"path": str(tmp_path / "spool.db"),
+                     "max_records": 1000, "overflow": "drop_newest"})  # fmt: skip
+        async with running(cfg) as service:
+            await send(service, [SUDO % i for i in range(1500)])
+            await until(lambda: service.pipeline is not None and service.pipeline.stats.records == 1500)
+            await until(lambda: service.spooled + service.overflow_dropped == 1500)
+            assert service.spooled == 1000 and service.overflow_dropped == 500
+            assert service.spool is not None and service.spool.records == 1000
+
+    run(scenario())
+
+
+def test_block_pauses_the_listeners_at_the_bound(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cfg = config(tmp_path, "http://127.0.0.1:9", spool={"path": str(tmp_path / "spool.db"), "max_records": 1000})
+        async with running(cfg) as service:
+            await send(service, [SUDO % i for i in range(1200)])
+            await until(lambda: all(s.paused for s in service.sources))
+            assert service.overflow_dropped == 0
+
+    run(scenario())
+
+
+def test_sighup_reloads_rules_and_keeps_the_old_set_when_the_new_one_is_bad(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    pack = rules / "site.yaml"
+    good = """pack: site
+rules:
+  - id: site.hello
+    description: a site rule
+    match: {program: hello, regex: 'by (?P<user>\\S+)'}
+    record: {Action: Read, ObjectType: Greeting, Who: "{user}", What: hello}
+    examples: [{line: "Mar  4 10:00:01 h hello: by bob", record: {Who: bob}}]
+"""
+    pack.write_text(good.replace("site.hello", "site.first"))
+
+    async def scenario() -> None:
+        cfg = config(tmp_path, "http://127.0.0.1:9", rules={"paths": [str(rules)]})
+        async with running(cfg) as service:
+            assert service.pipeline is not None
+            before = service.pipeline.ruleset
+            assert any(r.id == "site.first" for r in before.rules)
+            pack.write_text(good)
+            service.reload()
+            await until(lambda: service.pipeline is not None and service.pipeline.ruleset is not before)
+            reloaded = service.pipeline.ruleset
+            assert any(r.id == "site.hello" for r in reloaded.rules)
+            pack.write_text("pack: site\nrules: [{id: broken}]\n")
+            service.reload()
+            await asyncio.sleep(1)
+            assert service.pipeline.ruleset is reloaded, "a bad set keeps the old one"
+
+    run(scenario())
+
+
+def test_check_config_never_prints_the_password(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "listeners: [udp://127.0.0.1:5514]\nnetwrix:\n  url: https://nwx:9699\n"
+        "  auth: {method: basic, username: svc, password: hunter2-secret}\n"
+    )
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "svc" in result.output and "password set in the file" in result.output
+
+
+def test_password_from_an_unset_environment_variable_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "listeners: [udp://127.0.0.1:5514]\nnetwrix:\n"
+        "  auth: {method: basic, username: svc, password_env: NWSYSLOG_TEST_UNSET}\n"
+    )
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 2
+    assert "NWSYSLOG_TEST_UNSET is not set" in result.output and ":3: netwrix.auth: password_env:" in result.output
+
+
+def test_send_adds_a_pri_and_reports(tmp_path: Path) -> None:
+    import socket
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    log = tmp_path / "x.log"
+    log.write_bytes(b"Mar  4 10:00:01 h prog: one\n<86>Mar  4 10:00:01 h prog: two\n\n")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ingestor.cli", "send", "--to", f"udp://127.0.0.1:{receiver.getsockname()[1]}",
+             str(log)], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "sent 2 messages" in proc.stderr
+        assert receiver.recv(100) == b"<13>Mar  4 10:00:01 h prog: one"
+        assert receiver.recv(100) == b"<86>Mar  4 10:00:01 h prog: two"
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("bad", ["udp://host", "http://x:1"])
+def test_send_refuses_a_bad_target(tmp_path: Path, bad: str) -> None:
+    log = tmp_path / "x.log"
+    log.write_bytes(b"x\n")
+    result = CliRunner().invoke(main, ["send", "--to", bad, str(log)])
+    assert result.exit_code == 2
