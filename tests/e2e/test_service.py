@@ -218,3 +218,35 @@ def test_a_bad_config_is_one_clear_message_and_exit_code_2(tmp_path: Path) -> No
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
         assert f"{bad}:4: netwrix.url:" in lines[0] and "https://HOST:9699" in lines[0]
+
+
+def test_workers_share_the_udp_port_and_lose_nothing(tmp_path: Path, emulator: EmulatorProcess) -> None:
+    port = free_port()
+    config = tmp_path / "workers.yaml"
+    config.write_text(
+        f"listeners: [udp://127.0.0.1:{port}]\nnetwrix: {{url: {emulator.url}}}\nbatching: {{linger: 0.1}}\n"
+        f"spool: {{path: {tmp_path / 'spool.db'}}}\nmetrics: {{listen: null}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestor.cli", "run", "--config", str(config), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = 0
+        for line in proc.stdout:
+            seen += "nwsyslog: spool" in line
+            if seen == 2:
+                break
+        for i in range(20):  # a new socket (source port) each time: the kernel spreads them
+            with Sender("udp", "127.0.0.1", port) as sender:
+                sender.replay(sudo_lines(i * 10, 10))
+        wait_for(lambda: len(enum_all(emulator.url)) >= 200, 60, "200 records")
+        assert set(whats(enum_all(emulator.url))) == {f"/bin/echo {i}" for i in range(200)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "spool.db").exists() and (tmp_path / "spool-w1.db").exists()
