@@ -34,16 +34,46 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record: time (UTC, ISO 8601), level, logger, message, and the
+    traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        obj = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            obj["exception"] = self.formatException(record.exc_info)
+        return json.dumps(obj, ensure_ascii=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nwsyslog")
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one object per line (time, level, logger, message), for log collectors.",
+)
+def main(log_level: str, log_format: str) -> None:
     """Syslog from Cisco IOS and Linux hosts into Netwrix Auditor Activity Records."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     if log_level != "debug":  # one line per HTTP request is noise at info level
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -298,7 +328,7 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
         sys.exit(_supervise(config_path, config, workers))
     from .service import Service
 
-    service = Service(config, worker=worker_index, reuse_port=worker_index > 0 or _is_worker())
+    service = Service(config, worker=worker_index, reuse_port=worker_index > 0 or _is_worker(), config_path=config_path)
 
     async def serve() -> None:
         service.install_signals()

@@ -17,8 +17,9 @@ Data flows one way:
 - On start, whatever a previous run left in the spool is sent first (same order).
 
 Signals: SIGTERM/SIGINT stop gracefully (stop listening, commit what was produced, give delivery
-`shutdown_timeout` seconds, leave the rest spooled); SIGHUP reloads rule files (a bad new set
-keeps the old one and says why) and restarts a halted delivery.
+`shutdown_timeout` seconds, leave the rest spooled); SIGHUP re-reads the configuration file and
+the rule files (a bad new set keeps the old one and says why), applies new Netwrix settings
+(credentials, URL, TLS) to the next connection, and restarts a halted delivery with them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from parsers.rules.loader import load_ruleset
 
 from .batcher import Entry
 from .client import NetwrixClient
-from .config import ServiceConfig
+from .config import ServiceConfig, load_service_config
 from .encoding import encoder_for
 from .errors import ConfigError, StartupError
 from .metrics import Metrics, Readings
@@ -79,8 +80,11 @@ def load_rules(config: ServiceConfig) -> RuleSet:
 class Service:
     """One service process; `await run()` until `stop()` (or a signal, via `install_signals`)."""
 
-    def __init__(self, config: ServiceConfig, *, worker: int = 0, reuse_port: bool = False) -> None:
+    def __init__(
+        self, config: ServiceConfig, *, worker: int = 0, reuse_port: bool = False, config_path: Path | None = None
+    ) -> None:
         self.config = config
+        self.config_path = config_path  # re-read on SIGHUP
         self.worker = worker
         self.reuse_port = reuse_port
         self.encoder = encoder_for(config.netwrix.format)
@@ -97,6 +101,7 @@ class Service:
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._reloaded = asyncio.Event()  # set when a reload finished (a halted delivery then retries)
         self._wake_writer = asyncio.Event()
         self._wake_feeder = asyncio.Event()
         self._delivered: list[int] = []
@@ -408,9 +413,9 @@ class Service:
             HALT_RETRY,
         )
         await client.aclose(timeout=0)
-        self._reload.clear()
+        self._reloaded.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reload.wait(), HALT_RETRY)
+            await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
         await self._commit()  # deletions of what was delivered before the halt, so it is not resent
         self.client = self._new_client()
         await self.client.start()
@@ -418,20 +423,31 @@ class Service:
         return 0
 
     async def _reloader(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._reload.wait()
+            self._reload.clear()
             try:
-                ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, self.config)
+                config = self.config
+                if self.config_path is not None:
+                    config = await loop.run_in_executor(None, load_service_config, self.config_path)
+                ruleset = await loop.run_in_executor(None, load_rules, config)
             except ConfigError as exc:
-                log.error("reload refused, the previous rules stay in use: %s", exc)
+                log.error("reload refused, the previous configuration and rules stay in use: %s", exc)
             else:
                 assert self.pipeline is not None
                 self.pipeline.ruleset = ruleset
                 log.info("rules reloaded: %d rules", len(ruleset))
-            if self.client is None or self.client.error is None:
-                self._reload.clear()
-            else:
-                await asyncio.sleep(0.1)  # let the feeder see the event and restart delivery
+                if config.netwrix != self.config.netwrix and not self.config.emulator:
+                    # Credentials, URL, TLS: they apply to the next client (at once if halted).
+                    self.netwrix = config.netwrix
+                    log.info("Netwrix settings reloaded")
+                changed = [k for k in ("listeners", "spool", "metrics", "accept", "sources", "timezone", "records")
+                           if getattr(config, k) != getattr(self.config, k)]  # fmt: skip
+                if changed:
+                    log.warning("reload: %s changed; that takes a restart", ", ".join(changed))
+                self.config = self.config.model_copy(update={"rules": config.rules, "netwrix": config.netwrix})
+            self._reloaded.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: closing listeners, flushing")

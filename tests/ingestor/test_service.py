@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -239,3 +240,57 @@ def test_send_refuses_a_bad_target(tmp_path: Path, bad: str) -> None:
     log.write_bytes(b"x\n")
     result = CliRunner().invoke(main, ["send", "--to", bad, str(log)])
     assert result.exit_code == 2
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("listeners: [udp://127.0.0.1:0]\nspool: {path: " + str(tmp_path / "s.db") + "}\n"
+                   "metrics: {listen: null}\nnetwrix: {url: 'http://127.0.0.1:9'}\n")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestor.cli", "--log-format", "json", "run", "--config", str(bad)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "nwsyslog: spool" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    objects = [json.loads(line) for line in err.splitlines()]
+    assert objects and all({"time", "level", "logger", "message"} <= set(o) for o in objects)
+    assert any(o["message"].startswith("listening on udp://") for o in objects)
+
+
+def test_fixed_credentials_take_effect_on_reload_and_nothing_is_lost(tmp_path: Path) -> None:
+    from ingestor.config import load_service_config
+
+    def write(password: str) -> Path:
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "listeners: [tcp://127.0.0.1:0]\nbatching: {linger: 0.05}\nmetrics: {listen: null}\n"
+            f"spool: {{path: {tmp_path / 'spool.db'}}}\n"
+            f"netwrix: {{url: '{url}', auth: {{method: basic, username: writer, password: {password}}}}}\n"
+        )
+        return path
+
+    async def scenario() -> None:
+        service = Service(load_service_config(write("wrong")), config_path=tmp_path / "c.yaml")
+        task = asyncio.create_task(service.run())
+        await service.started.wait()
+        try:
+            await send(service, [SUDO % i for i in range(30)])
+            await until(lambda: service._halted is not None and "401" in service._halted)
+            assert emulator.emulator.store.total == 0
+            write("right")
+            service.reload()
+            await until(lambda: emulator.emulator.store.total == 30)
+            await until(lambda: service._halted is None)
+        finally:
+            service.stop()
+            await task
+
+    with EmulatorServer.running(EmulatorSettings(user=("writer", "right"))) as emulator:
+        url = emulator.base_url
+        run(scenario())
