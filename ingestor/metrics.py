@@ -57,6 +57,7 @@ class _Collector(Collector):
         yield from (received, denied, framing)
         p = self.r.pipeline()
         for metric, help_text, value in (
+            ("nwsyslog_parsed", "Messages whose syslog header was read", p.received - p.parse_errors),
             ("nwsyslog_parse_errors", "Messages whose syslog header could not be read", p.parse_errors),
             ("nwsyslog_unmatched", "Messages no rule claimed", p.unmatched),
             ("nwsyslog_dropped_by_rule", "Messages claimed by a drop rule", p.dropped),

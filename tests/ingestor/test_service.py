@@ -92,8 +92,15 @@ def test_metrics_health_and_delivery(tmp_path: Path) -> None:
                 await until(lambda: service.spool is not None and service.spool.records == 0)
                 text = (await http.get(f"{base}/metrics")).text
                 assert 'nwsyslog_received_total{listener="tcp://127.0.0.1:' in text
-                for line in ("nwsyslog_records_total 50.0", "nwsyslog_unmatched_total 1.0", "nwsyslog_sent_total 50.0",
-                             "nwsyslog_spool_depth 0.0", "nwsyslog_spooled_total 50.0"):  # fmt: skip
+                expected = [
+                    "nwsyslog_records_total 50.0",
+                    "nwsyslog_parsed_total 51.0",
+                    "nwsyslog_unmatched_total 1.0",
+                    "nwsyslog_sent_total 50.0",
+                    "nwsyslog_spool_depth 0.0",
+                    "nwsyslog_spooled_total 50.0",
+                ]
+                for line in expected:
                     assert line in text, line
                 assert "nwsyslog_request_seconds_bucket" in text and "nwsyslog_batch_records_count" in text
 
