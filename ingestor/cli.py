@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
@@ -27,11 +27,12 @@ EXIT_STARTUP = 3
 
 def parse_listen(value: str) -> tuple[str, int]:
     """`HOST:PORT` or `[IPv6]:PORT` into (host, port); raises ConfigError."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"expected HOST:PORT (e.g. 127.0.0.1:9699 or [::1]:9699), got {value!r}", key="--listen")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
+    from .config import parse_host_port
+
+    try:
+        return parse_host_port(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--listen") from None
 
 
 class JsonFormatter(logging.Formatter):
@@ -151,17 +152,22 @@ def emulator(
                 click.echo(f"  thumbprint SHA-256: {colon_hex(cert.sha256)}")
             sys.stdout.flush()
             run(server.serve())
-    except ConfigError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    except StartupError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_STARTUP)
+    except (ConfigError, StartupError) as exc:
+        _fail(exc)
 
 
-def _rule_error_exit(exc: ConfigError) -> None:
-    click.echo(f"nwsyslog: {exc}", err=True)
-    sys.exit(EXIT_CONFIG)
+def _fail(error: Exception | str, code: int | None = None) -> NoReturn:
+    """One line on stderr, then the exit code: 2 for a ConfigError, 3 for a StartupError, else `code`."""
+    click.echo(f"nwsyslog: {error}", err=True)
+    if code is None:
+        code = (
+            EXIT_CONFIG
+            if isinstance(error, ConfigError)
+            else EXIT_STARTUP
+            if isinstance(error, StartupError)
+            else EXIT_RUNTIME
+        )
+    sys.exit(code)
 
 
 @main.command()
@@ -221,8 +227,7 @@ def parse(
         except ValueError as exc:
             raise ConfigError(str(exc), key="--timezone") from None
     except ConfigError as exc:
-        _rule_error_exit(exc)
-        return
+        _fail(exc)
     defaults: dict[str, object] = {}
     if data_source:
         defaults["DataSource"] = data_source
@@ -277,8 +282,7 @@ def test_rules(paths: tuple[Path, ...], no_builtin: bool, generate: bool) -> Non
     try:
         report = run_rule_tests(paths, builtin=not no_builtin, generate=generate)
     except ConfigError as exc:
-        _rule_error_exit(exc)
-        return
+        _fail(exc)
     for failure in report.failures:
         click.echo(str(failure))
     for path in report.generated:
@@ -294,8 +298,7 @@ def _config_or_exit(path: Path | None) -> ServiceConfig:
     try:
         return load_service_config(path)
     except ConfigError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(exc)
 
 
 _CONFIG_OPTION = click.option(
@@ -323,12 +326,11 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
     config = _config_or_exit(config_path)
     if workers > 1:
         if config.emulator:
-            click.echo("nwsyslog: --workers: the in-process emulator runs with one worker only", err=True)
-            sys.exit(EXIT_CONFIG)
+            _fail("--workers: the in-process emulator runs with one worker only", EXIT_CONFIG)
         sys.exit(_supervise(config_path, config, workers))
     from .service import Service
 
-    service = Service(config, worker=worker_index, reuse_port=worker_index > 0 or _is_worker(), config_path=config_path)
+    service = Service(config, worker=worker_index, reuse_port=_is_worker(), config_path=config_path)
 
     async def serve() -> None:
         service.install_signals()
@@ -353,12 +355,8 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
 
     try:
         run(serve())
-    except ConfigError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    except StartupError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_STARTUP)
+    except (ConfigError, StartupError) as exc:
+        _fail(exc)
 
 
 def _is_worker() -> bool:
@@ -401,8 +399,7 @@ def check_config(file: Path) -> None:
     try:
         ruleset = load_rules(config)
     except ConfigError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(exc)
     nw = config.netwrix
     auth = nw.auth
     if auth.method == "none":
@@ -454,15 +451,13 @@ def send(target: str, files: tuple[BinaryIO, ...], rate: float | None, repeat: i
         if scheme == "tls":
             raise ValueError("send speaks udp:// and tcp:// only")
     except ValueError as exc:
-        click.echo(f"nwsyslog: --to: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(f"--to: {exc}", EXIT_CONFIG)
     lines = [line for f in files for line in f.read().splitlines() if line.strip()]
     try:
         with Sender(scheme, host, port, pri=pri.encode()) as sender:
             summary = sender.replay(lines * repeat, rate=rate, progress=lambda text: click.echo(text, err=True))
     except OSError as exc:
-        click.echo(f"nwsyslog: cannot send to {target}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_RUNTIME)
+        _fail(f"cannot send to {target}: {exc.strerror or exc}", EXIT_RUNTIME)
     click.echo(summary, err=True)
 
 
@@ -490,13 +485,11 @@ def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
     config = _config_or_exit(config_path)
     path = spool_path or config.spool.path or default_spool_path()
     if not path.exists():
-        click.echo(f"nwsyslog: no spool at {path}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(f"no spool at {path}", EXIT_CONFIG)
     try:
         return Spool(path, fmt=config.netwrix.format)
     except StartupError as exc:
-        click.echo(f"nwsyslog: {exc}", err=True)
-        sys.exit(EXIT_STARTUP)
+        _fail(exc)
 
 
 @spool_group.command("stats")

@@ -155,6 +155,14 @@ _SCHEMES = ("udp", "tcp", "tls")
 _LISTEN = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^:/\s\[\]]+):(?P<port>\d{1,5})/?")
 
 
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` into (host, port), host defaulting to 127.0.0.1; ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:9699 or [::1]:9699), got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def parse_listener_url(url: str) -> tuple[str, str, int]:
     """`udp://HOST:PORT` (tcp, tls; `[IPv6]` in brackets) into (scheme, host, port); ValueError."""
     m = _LISTEN.fullmatch(url.strip())
@@ -293,9 +301,7 @@ class MetricsConfig(BaseModel):
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:
-            _, sep, port = value.rpartition(":")
-            if not sep or not port.isdigit() or int(port) > 65535:
-                raise ValueError(f"expected HOST:PORT, got {value!r}")
+            parse_host_port(value)
         return value
 
 
@@ -321,9 +327,7 @@ class ServiceConfig(BaseModel):
     @field_validator("emulator_listen")
     @classmethod
     def _check_emulator_listen(cls, value: str) -> str:
-        _, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        parse_host_port(value)
         return value
 
     @field_validator("accept")

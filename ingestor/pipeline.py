@@ -25,6 +25,7 @@ from .config import RecordFieldsConfig, SourceConfig
 from .encoding import Encoder
 from .errors import RenderError
 from .records import RecordDefaults
+from .sources import peer_ip
 
 log = logging.getLogger("nwsyslog.pipeline")
 
@@ -37,9 +38,13 @@ class PipelineStats:
     parse_errors: int = 0  # header not understood; the text still went through the rules
     unmatched: int = 0
     dropped: int = 0  # claimed by a drop rule
-    render_errors: int = 0
     records: int = 0
     render_errors_by_rule: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def render_errors(self) -> int:
+        """Matched messages whose record could not be built, all rules together."""
+        return sum(self.render_errors_by_rule.values())
 
 
 class Pipeline:
@@ -74,12 +79,9 @@ class Pipeline:
 
     def _settings_for(self, peer: str) -> tuple[tzinfo, RecordDefaults]:
         if self._sources:
-            try:
-                ip = ipaddress.ip_address(peer.split("%", 1)[0])
-            except ValueError:
+            ip = peer_ip(peer)
+            if ip is None:
                 return self._default
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
             for network, zone, defaults in self._sources:
                 if ip in network:
                     return zone, defaults
@@ -100,7 +102,6 @@ class Pipeline:
         try:
             wire = match.wire(defaults)
         except RenderError as exc:
-            stats.render_errors += 1
             stats.render_errors_by_rule[exc.rule_id] += 1
             if stats.render_errors_by_rule[exc.rule_id] == 1:  # once per rule: the counter has the rest
                 log.warning("%s (first from %s; counted in nwsyslog_render_errors_total)", exc, peer)

@@ -6,9 +6,9 @@ Data flows one way:
     Spool --feeder--> NetwrixClient --200--> writer deletes the rows
                                     --400/413 alone--> writer moves the row to quarantine
 
-- The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds (or
-  sooner when much is waiting), together with the ids delivered and quarantined since, in one
-  transaction. Only committed rows are ever read for sending, so a record is on disk before it
+- The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds (sooner
+  when a delivery or quarantine wakes it), together with the ids delivered and quarantined
+  since, in one transaction. Only committed rows are ever read for sending, so a record is on disk before it
   can be sent, and it leaves the spool only after the server said 200.
 - The *feeder* task reads committed rows in id order and hands them to the client, which batches
   and retries (forever by default: an outage only grows the spool). If delivery halts (401, 403,
@@ -41,7 +41,7 @@ from parsers.rules.loader import load_ruleset
 
 from .batcher import Entry
 from .client import NetwrixClient
-from .config import ServiceConfig, load_service_config
+from .config import ServiceConfig, load_service_config, parse_host_port
 from .encoding import encoder_for
 from .errors import ConfigError, StartupError
 from .metrics import Metrics, Readings
@@ -52,19 +52,17 @@ from .spool import Spool
 log = logging.getLogger("nwsyslog.service")
 
 WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is only in memory)
-WRITE_EARLY = 5000  # commit sooner when this many records wait
 READ_CHUNK = 1000  # rows the feeder reads at a time
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 
 
-def default_spool_path(worker: int = 0) -> Path:
-    """`$STATE_DIRECTORY/spool.db` (systemd's StateDirectory=) or ~/.local/state/nwsyslog/spool.db;
-    worker N > 0 of `--workers` gets spool-wN.db beside it."""
+def default_spool_path() -> Path:
+    """`$STATE_DIRECTORY/spool.db` (systemd's StateDirectory=) or ~/.local/state/nwsyslog/spool.db."""
     base = os.environ.get("STATE_DIRECTORY") or os.path.join(
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "nwsyslog"
     )
-    return Path(base.split(":")[0]) / ("spool.db" if worker == 0 else f"spool-w{worker}.db")
+    return Path(base.split(":")[0]) / "spool.db"
 
 
 def worker_path(path: Path, worker: int) -> Path:
@@ -88,7 +86,7 @@ class Service:
         self.worker = worker
         self.reuse_port = reuse_port
         self.encoder = encoder_for(config.netwrix.format)
-        self.spool_path = worker_path(config.spool.path, worker) if config.spool.path else default_spool_path(worker)
+        self.spool_path = worker_path(config.spool.path or default_spool_path(), worker)
         self.sources: list[Source] = []
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
@@ -97,7 +95,6 @@ class Service:
         self.emulator: Any = None  # EmulatorServer when config.emulator
         self.spooled = 0
         self.overflow_dropped = 0
-        self.quarantined_count = 0
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -127,8 +124,8 @@ class Service:
     # --- readings -------------------------------------------------------------------------
     def _spool_reading(self) -> tuple[int, int, int, int, int]:
         spool = self.spool
-        depth, size = (spool.records, spool.bytes) if spool else (0, 0)
-        return depth, size, self.spooled, self.overflow_dropped, self.quarantined_count
+        depth, size, quarantined = (spool.records, spool.bytes, spool.quarantine_count) if spool else (0, 0, 0)
+        return depth, size, self.spooled, self.overflow_dropped, quarantined
 
     def _udp_drops(self) -> list[tuple[str, int]]:
         out = []
@@ -208,9 +205,9 @@ class Service:
         if config.emulator:
             await self._start_emulator()
         if config.metrics.listen is not None:
-            host, _, port = config.metrics.listen.rpartition(":")
+            host, port = parse_host_port(config.metrics.listen)
             # Workers of one service each serve their own metrics, on consecutive ports.
-            await self._start_metrics(f"{host}:{int(port) + self.worker if int(port) else 0}")
+            await self._start_metrics(host, port + self.worker if port else 0)
         accept = AcceptList(config.accept)
         for listener in config.listeners:
             source: Source
@@ -251,8 +248,8 @@ class Service:
     async def _start_emulator(self) -> None:
         from .emulator import EmulatorServer, EmulatorSettings
 
-        host, _, port = self.config.emulator_listen.rpartition(":")
-        self.emulator = EmulatorServer(EmulatorSettings(), host.strip("[]") or "127.0.0.1", int(port), embedded=True)
+        host, port = parse_host_port(self.config.emulator_listen)
+        self.emulator = EmulatorServer(EmulatorSettings(), host, port, embedded=True)
         self._servers.append(asyncio.create_task(self.emulator.serve(), name="nwsyslog-emulator"))
         for _ in range(500):
             if self.emulator.started:
@@ -264,13 +261,12 @@ class Service:
         enum = f"{self.emulator.base_url}/netwrix/api/v1/activity_records/enum?format=json"
         log.info("Netwrix API emulator running in-process; see the records: curl '%s'", enum)
 
-    async def _start_metrics(self, listen: str) -> None:
+    async def _start_metrics(self, host: str, port: int) -> None:
         import uvicorn
 
         from .emulator.server import EmbeddedServer, bind
 
-        host, _, port = listen.rpartition(":")
-        sock = bind(host.strip("[]") or "127.0.0.1", int(port))
+        sock = bind(host, port)
         self.metrics_port = sock.getsockname()[1]
         config = uvicorn.Config(self.metrics.app(), log_level="warning", access_log=False, lifespan="off")
         server = EmbeddedServer(config)
@@ -295,7 +291,6 @@ class Service:
     def put(self, entry: Entry, reason: str) -> None:
         """The client's quarantine: moved to the spool's quarantine table by the writer."""
         self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
-        self.quarantined_count += 1
         self._wake_writer.set()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:

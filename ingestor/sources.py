@@ -62,13 +62,20 @@ class AcceptList:
     def _allows(self, address: str) -> bool:
         if not self.networks:
             return True
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
+        ip = peer_ip(address)
+        return ip is not None and any(ip in net for net in self.networks)
+
+
+def peer_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A sender's address as an IP to compare with CIDRs: the zone id dropped (`fe80::1%eth0`),
+    IPv4-mapped IPv6 (`::ffff:10.0.0.1`, from a dual-stack socket) seen as IPv4; None if invalid."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def set_receive_buffer(sock: socket.socket | TransportSocket, wanted: int) -> int:

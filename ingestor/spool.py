@@ -107,6 +107,7 @@ class Spool:
         count, size = self._db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM records").fetchone()
         self.records: int = count  # kept current by apply(): the overflow check runs per batch
         self.bytes: int = size
+        self.quarantine_count: int = self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
 
     def apply(
         self,
@@ -148,6 +149,7 @@ class Spool:
             raise
         self.records += len(inserts) - gone
         self.bytes += sum(map(len, inserts)) - gone_bytes
+        self.quarantine_count += len(moved)
 
     def read_after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` waiting records with an id above `last_id`, in id order."""
@@ -188,6 +190,7 @@ class Spool:
             raise
         self.records += len(rows)
         self.bytes += sum(len(data) for _, data in rows)
+        self.quarantine_count -= len(rows)
         return len(rows)
 
     def close(self) -> None:

@@ -48,8 +48,9 @@ def test_quarantine_keeps_the_reason_and_retry_puts_records_back(tmp_path: Path)
         assert spool.records == 0
         [q] = spool.quarantined()
         assert (q.record_id, q.data, q.reason) == (bad_id, b"bad", "Who: too long")
-        assert spool.stats().quarantined == 1
+        assert spool.stats().quarantined == 1 == spool.quarantine_count
         assert spool.retry() == 1
+        assert spool.quarantine_count == 0
         assert [d for _, d in spool.read_after(0, 10)] == [b"bad"] and spool.records == 1
         assert spool.quarantined() == []
 
