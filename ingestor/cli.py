@@ -99,6 +99,13 @@ def main(log_level: str, log_format: str) -> None:
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a generated self-signed certificate.")
 @click.option("--tls-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep the cert here.")
 @click.option("--seed", type=int, default=None, help="Seed for the fault dice (repeatable runs).")
+@click.option(
+    "--validate-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Check every Nth write body against the schema; count the others unchecked (benchmarks).",
+)
 def emulator(
     listen: str,
     db: str,
@@ -113,6 +120,7 @@ def emulator(
     tls: bool,
     tls_dir: Path | None,
     seed: int | None,
+    validate_every: int,
 ) -> None:
     """Run a Netwrix Auditor Integration API emulator (write, enum, search)."""
     from .emulator import EmulatorServer, EmulatorSettings, self_signed_certificate
@@ -138,6 +146,7 @@ def emulator(
             latency_ms=latency_ms,
             page_size=page_size,
             seed=seed,
+            validate_every=validate_every,
         )
         with tempfile.TemporaryDirectory(prefix="nwsyslog-emulator-") as tmp:
             cert = self_signed_certificate(tls_dir or Path(tmp), [host]) if tls else None

@@ -327,3 +327,17 @@ def test_fast_order_schema_only_ever_accepts_what_the_real_schema_accepts():
     )
     assert not _state.fast_schema.validate(swapped)  # other order: the fast path declines ...
     assert _state.schema.validate(swapped)  # ... and the real schema accepts
+
+
+def test_validate_every_checks_the_first_and_every_nth_body_and_counts_the_rest(emulator):
+    server = emulator(validate_every=3)
+    good = xml_body([make_record(1), make_record(2)])
+    bad = good.replace(b"user2", b"u" * 300)  # schema-invalid
+    assert post(server, bad).status_code == 400  # body 1: checked
+    assert post(server, bad).status_code == 200  # bodies 2 and 3: counted, not checked
+    assert post(server, good).status_code == 200
+    assert post(server, bad).status_code == 400  # body 4: checked again
+    assert post(server, b"<not-a-list/>").status_code == 400  # body 5: not even a record list
+    assert post(server, json_body([make_record(3)]), fmt="json").status_code == 200  # body 6
+    assert server.emulator.store.total == 5
+    assert server.emulator.stats["unchecked_writes"] == 3
