@@ -20,7 +20,16 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal, Protocol
 from xml.sax.saxutils import escape
 
-from .records import NAMESPACE, ActivityRecord, record_fields
+from .records import (
+    NAMESPACE,
+    Action,
+    ActivityRecord,
+    RecordCore,
+    RecordDefaults,
+    core_fields,
+    format_when,
+    record_fields,
+)
 
 Format = Literal["xml", "json"]
 WireFields = Sequence[tuple[str, object]]  # a record as `record_fields()` gives it
@@ -39,6 +48,11 @@ class Encoder(Protocol):
     def encode_fields(self, fields: WireFields) -> bytes:
         """The same bytes from the record's wire fields (`record_fields(record)`, or what the
         rule engine's `Match.wire()` builds without making an ActivityRecord)."""
+        ...
+
+    def encode_core(self, core: RecordCore) -> bytes:
+        """The same bytes from the record's checked values (`Match.core()`): the per-message
+        path, equal to `encode_fields(core_fields(core))`."""
         ...
 
     def body_size(self, n_records: int, payload_bytes: int) -> int:
@@ -83,8 +97,68 @@ class XmlEncoder(_Envelope):
     sep = b""
     tail = b"</ActivityRecordList>"
 
+    def __init__(self) -> None:
+        # Per RecordDefaults (held, so its id cannot be reused while cached): the escaped
+        # MonitoringPlan element, and the Item and IsArchiveOnly elements that follow DataSource.
+        self._static: dict[int, tuple[RecordDefaults, str, str]] = {}
+
     def encode(self, record: ActivityRecord) -> bytes:
         return self.encode_fields(record_fields(record))
+
+    def encode_core(self, core: RecordCore) -> bytes:
+        texts, action, when, data_source, config, details = core
+        who, what, where, object_type = texts["Who"], texts["What"], texts["Where"], texts["ObjectType"]
+        workstation = texts.get("Workstation")
+        # One search over every variable text: nearly always nothing needs escaping, and then
+        # the fragment is one f-string (the exact path below handles the rest).
+        values = [who, what, where, object_type, workstation or "", data_source or ""]
+        for prop, before, after in details:
+            values += (prop, before or "", after or "")
+        if _XML_SPECIAL.search("".join(values)) is not None:
+            return self.encode_fields(core_fields(core))
+        static = self._static.get(id(config))
+        if static is None or static[0] is not config:
+            static = self._static_parts(config)
+        out = (
+            f"<ActivityRecord><Who>{who}</Who><Action>{_ACTION_TEXT[action]}</Action><What>{what}</What>"
+            f"<When>{format_when(when)}</When><Where>{where}</Where><ObjectType>{object_type}</ObjectType>"
+        )
+        if workstation is not None:
+            out += f"<Workstation>{workstation}</Workstation>"
+        out += static[1]
+        if data_source is not None:
+            out += f"<DataSource>{data_source}</DataSource>"
+        out += static[2]
+        if details:
+            out += "<DetailList>"
+            for prop, before, after in details:
+                out += f"<Detail><PropertyName>{prop}</PropertyName>"
+                if before is not None:
+                    out += f"<Before>{before}</Before>"
+                if after is not None:
+                    out += f"<After>{after}</After>"
+                out += "</Detail>"
+            out += "</DetailList>"
+        return (out + "</ActivityRecord>").encode("utf-8")
+
+    def _static_parts(self, config: RecordDefaults) -> tuple[RecordDefaults, str, str]:
+        plan: list[tuple[str, object]] = [] if config.plan_pairs is None else [("MonitoringPlan", config.plan_pairs)]
+        rest: list[tuple[str, object]] = [] if config.item_pairs is None else [("Item", config.item_pairs)]
+        if config.IsArchiveOnly is not None:
+            rest.append(("IsArchiveOnly", config.IsArchiveOnly))
+        parts = (config, self._inner(plan), self._inner(rest))
+        if len(self._static) >= 64:  # configurations are few; a reload makes new ones
+            self._static.clear()
+        self._static[id(config)] = parts
+        return parts
+
+    def _inner(self, fields: WireFields) -> str:
+        return (
+            self.encode_fields(fields)
+            .decode("utf-8")
+            .removeprefix("<ActivityRecord>")
+            .removesuffix("</ActivityRecord>")
+        )
 
     def encode_fields(self, fields: WireFields) -> bytes:
         # Inlined escaping check (one C search per value, no call when nothing needs escaping):
@@ -116,6 +190,9 @@ class XmlEncoder(_Envelope):
         return "".join(out).encode("utf-8")
 
 
+_ACTION_TEXT = {action: action.value for action in Action}
+
+
 class JsonEncoder(_Envelope):
     """JSON bodies: a top-level array of record objects (`?format=json`)."""
 
@@ -129,6 +206,9 @@ class JsonEncoder(_Envelope):
 
     def encode(self, record: ActivityRecord) -> bytes:
         return self.encode_fields(record_fields(record))
+
+    def encode_core(self, core: RecordCore) -> bytes:
+        return self.encode_fields(core_fields(core))
 
     def encode_fields(self, fields: WireFields) -> bytes:
         obj: dict[str, object] = {}

@@ -60,7 +60,7 @@ class Pipeline:
         sources: Sequence[SourceConfig] = (),
     ) -> None:
         self.ruleset = ruleset
-        self.encode = encoder.encode_fields
+        self.encode = encoder.encode_core
         self.stats = PipelineStats()
         self.pending: list[bytes] = []
         fields = (records or RecordFieldsConfig()).as_mapping()
@@ -100,16 +100,16 @@ class Pipeline:
             stats.unmatched += 1
             return
         try:
-            wire = match.wire(defaults)
+            core = match.core(defaults)
         except RenderError as exc:
             stats.render_errors_by_rule[exc.rule_id] += 1
             if stats.render_errors_by_rule[exc.rule_id] == 1:  # once per rule: the counter has the rest
                 log.warning("%s (first from %s; counted in nwsyslog_render_errors_total)", exc, peer)
             return
-        if wire is None:
+        if core is None:
             stats.dropped += 1
             return
-        self.pending.append(self.encode(wire))
+        self.pending.append(self.encode(core))
         stats.records += 1
 
     def take(self) -> list[bytes]:

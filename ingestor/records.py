@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -235,6 +235,54 @@ class _DefaultsModel(BaseModel):
 
 
 _NO_DEFAULTS = RecordDefaults()
+
+
+class RecordCore(NamedTuple):
+    """Every value of one record, already rendered and checked against the schema (what the rule
+    engine's `Match.core()` gives): the per-message path encodes this without building an
+    ActivityRecord. `texts` holds Who, What, Where, ObjectType and, when known, Workstation."""
+
+    texts: dict[str, str]
+    action: Action
+    when: datetime
+    data_source: str | None
+    defaults: RecordDefaults
+    details: list[tuple[str, str | None, str | None]]  # (PropertyName, Before, After)
+
+
+def core_fields(core: RecordCore) -> list[tuple[str, object]]:
+    """The record's wire fields, exactly as `record_fields()` gives them for the same record."""
+    texts, action, when, data_source, config, details = core
+    out: list[tuple[str, object]] = [
+        ("Who", texts["Who"]),
+        ("Action", action.value),
+        ("What", texts["What"]),
+        ("When", format_when(when)),
+        ("Where", texts["Where"]),
+        ("ObjectType", texts["ObjectType"]),
+    ]
+    workstation = texts.get("Workstation")
+    if workstation is not None:
+        out.append(("Workstation", workstation))
+    if config.plan_pairs is not None:
+        out.append(("MonitoringPlan", config.plan_pairs))
+    if data_source is not None:
+        out.append(("DataSource", data_source))
+    if config.item_pairs is not None:
+        out.append(("Item", config.item_pairs))
+    if config.IsArchiveOnly is not None:
+        out.append(("IsArchiveOnly", config.IsArchiveOnly))
+    if details:
+        listed = []
+        for prop, before, after in details:
+            pairs = [("PropertyName", prop)]
+            if before is not None:
+                pairs.append(("Before", before))
+            if after is not None:
+                pairs.append(("After", after))
+            listed.append(pairs)
+        out.append(("DetailList", listed))
+    return out
 
 
 def record_fields(record: ActivityRecord) -> list[tuple[str, object]]:

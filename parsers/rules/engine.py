@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import compress
 from typing import Any, NamedTuple
 
@@ -23,9 +22,10 @@ from ingestor.records import (
     Action,
     ActivityRecord,
     Detail,
+    RecordCore,
     RecordDefaults,
     clean_xml_text,
-    format_when,
+    core_fields,
     has_xml_illegal,
     trusted,
 )
@@ -119,8 +119,6 @@ def message_fields(message: Message) -> dict[str, str | None]:
 
 _NAME255 = frozenset(("Who", "Where", "ObjectType"))  # the schema caps these at 255 characters
 
-_Core = tuple[dict[str, str], Action, datetime, str | None, RecordDefaults, list[tuple[str, str | None, str | None]]]
-
 
 @dataclass(slots=True)
 class Match:
@@ -172,41 +170,14 @@ class Match:
         ActivityRecord: what an encoder's `encode_fields` turns into the record's bytes. None
         for a drop rule; RenderError as for `render`."""
         core = self._core(defaults)
-        if core is None:
-            return None
-        texts, action, when, data_source, config, details = core
-        out: list[tuple[str, object]] = [
-            ("Who", texts["Who"]),
-            ("Action", action.value),
-            ("What", texts["What"]),
-            ("When", format_when(when)),
-            ("Where", texts["Where"]),
-            ("ObjectType", texts["ObjectType"]),
-        ]
-        workstation = texts.get("Workstation")
-        if workstation is not None:
-            out.append(("Workstation", workstation))
-        if config.plan_pairs is not None:
-            out.append(("MonitoringPlan", config.plan_pairs))
-        if data_source is not None:
-            out.append(("DataSource", data_source))
-        if config.item_pairs is not None:
-            out.append(("Item", config.item_pairs))
-        if config.IsArchiveOnly is not None:
-            out.append(("IsArchiveOnly", config.IsArchiveOnly))
-        if details:
-            listed = []
-            for prop, before, after in details:
-                pairs = [("PropertyName", prop)]
-                if before is not None:
-                    pairs.append(("Before", before))
-                if after is not None:
-                    pairs.append(("After", after))
-                listed.append(pairs)
-            out.append(("DetailList", listed))
-        return out
+        return None if core is None else core_fields(core)
 
-    def _core(self, defaults: RecordDefaults | Mapping[str, Any] | None) -> _Core | None:
+    def core(self, defaults: RecordDefaults | Mapping[str, Any] | None = None) -> RecordCore | None:
+        """The record's checked values (`RecordCore`), what an encoder's `encode_core` writes
+        directly; None for a drop rule; RenderError as for `render`."""
+        return self._core(defaults)
+
+    def _core(self, defaults: RecordDefaults | Mapping[str, Any] | None) -> RecordCore | None:
         """Every value of the record, rendered and checked against the schema: the work that
         validation would do, done directly (several times cheaper than pydantic per record)."""
         rule = self.rule
@@ -268,7 +239,7 @@ class Match:
                 if not clean:
                     prop, before, after = _clean(prop), before and _clean(before), after and _clean(after)
                 details.append((prop[:255], before or None, after or None))
-        return texts, action, when, data_source, config, details
+        return RecordCore(texts, action, when, data_source, config, details)
 
     def _clean_message(self) -> bool:
         """True when nothing a template can draw from this message needs XML cleaning: then

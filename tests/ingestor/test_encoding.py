@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from ingestor.encoding import JsonEncoder, XmlEncoder
-from ingestor.records import NAMESPACE, clean_xml_text, record_fields
+from ingestor.records import NAMESPACE, RecordCore, RecordDefaults, clean_xml_text, core_fields, record_fields
 from ingestor.schema import activity_records_schema
 from tests.conftest import make_record
 
@@ -160,4 +160,26 @@ markup_text = st.text(
 )
 def test_xml_fragments_are_the_bytes_lxml_writes(values):
     record = make_record(**values)
-    assert XmlEncoder().encode(record) == lxml_fragment(record)
+    expected = lxml_fragment(record)
+    assert XmlEncoder().encode(record) == expected
+    # The per-message path (checked values straight to bytes, static parts cached per
+    # configuration) writes the same bytes, in both formats; one encoder serves every example.
+    core = core_of(record)
+    assert core_fields(core) == record_fields(record)
+    assert SHARED_XML.encode_core(core) == expected
+    assert JsonEncoder().encode_core(core) == JsonEncoder().encode(record)
+
+
+SHARED_XML = XmlEncoder()
+
+
+def core_of(record) -> RecordCore:
+    """The RecordCore the rule engine would give for `record`."""
+    texts = {"Who": record.Who, "What": record.What, "Where": record.Where, "ObjectType": record.ObjectType}
+    if record.Workstation is not None:
+        texts["Workstation"] = record.Workstation
+    defaults = RecordDefaults(
+        MonitoringPlan=record.MonitoringPlan, Item=record.Item, IsArchiveOnly=record.IsArchiveOnly
+    )
+    details = [(d.PropertyName, d.Before, d.After) for d in record.DetailList or ()]
+    return RecordCore(texts, record.Action, record.When, record.DataSource, defaults, details)

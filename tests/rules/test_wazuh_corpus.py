@@ -148,8 +148,8 @@ def test_no_corpus_line_makes_a_rule_fail_to_render(ruleset) -> None:  # type: i
 
 
 def test_wire_fields_equal_the_rendered_record_for_every_corpus_line(ruleset) -> None:  # type: ignore[no-untyped-def]
-    """The per-message path (`Match.wire` + `encode_fields`) gives exactly what the record
-    object and its encoders give, for every corpus line and both formats."""
+    """The per-message paths (`Match.wire` + `encode_fields`, `Match.core` + `encode_core`) give
+    exactly what the record object and its encoders give, for every corpus line and both formats."""
     from ingestor.encoding import JsonEncoder, XmlEncoder
     from ingestor.records import RecordDefaults, record_fields
     from parsers.syslog import parse_syslog
@@ -158,6 +158,7 @@ def test_wire_fields_equal_the_rendered_record_for_every_corpus_line(ruleset) ->
         {"DataSource": "Syslog", "MonitoringPlan": {"Name": "Network", "ID": "7"}, "Item": {"Name": "syslog"}}
     )
     compared = 0
+    xml = XmlEncoder()
     for path in sorted(find_corpus().rglob("*.log")):
         for raw in path.read_bytes().splitlines():
             match = ruleset.match(parse_syslog(raw, source="192.0.2.7"))
@@ -166,7 +167,8 @@ def test_wire_fields_equal_the_rendered_record_for_every_corpus_line(ruleset) ->
             record = match.render(defaults)
             wire = match.wire(defaults)
             assert wire == record_fields(record), raw
-            for encoder in (XmlEncoder(), JsonEncoder()):
+            for encoder in (xml, JsonEncoder()):
                 assert encoder.encode_fields(wire) == encoder.encode(record)
+                assert encoder.encode_core(match.core(defaults)) == encoder.encode(record)
             compared += 1
     assert compared > 1000
