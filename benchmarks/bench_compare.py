@@ -198,6 +198,10 @@ class Receiver:
     def start(self) -> None:
         raise NotImplementedError
 
+    def discarded(self) -> int | None:
+        """Datagrams the receiver itself counted as discarded under overload (None: not known)."""
+        return None
+
     def wait_bound(self, what: str) -> None:
         deadline = time.monotonic() + 30
         while not bound(self.port):
@@ -228,6 +232,7 @@ class Nwsyslog(Receiver):
         super().__init__(tmp, sink, port)
         self.workers = workers
         self.name = f"nwsyslog-w{workers}"
+        self.metrics_port = free_port()  # worker N serves its metrics on this + N
 
     def expected(self, mix: Mix, sent: int) -> int:
         return mix.nwsyslog_expected(sent)
@@ -239,7 +244,8 @@ class Nwsyslog(Receiver):
         config.write_text(
             f"listeners:\n  - url: udp://127.0.0.1:{self.port}\n    receive_buffer: 8388608\n"
             f"netwrix: {{url: {self.sink.url}, max_in_flight: 4}}\n"
-            f"batching: {{linger: 0.2}}\nspool: {{path: {folder / 'spool.db'}}}\nmetrics: {{listen: null}}\n"
+            f"batching: {{linger: 0.2}}\nspool: {{path: {folder / 'spool.db'}}}\n"
+            f"metrics: {{listen: '127.0.0.1:{self.metrics_port}'}}\n"
         )
         command = [sys.executable, "-m", "ingestor.cli", "run", "--config", str(config)]
         if self.workers > 1:
@@ -247,6 +253,18 @@ class Nwsyslog(Receiver):
         with open(self.tmp / f"{self.name}.log", "wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.wait_bound("nwsyslog run")
+
+    def discarded(self) -> int | None:
+        total = 0
+        for worker in range(self.workers):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{self.metrics_port + worker}/metrics", timeout=10).text
+            except httpx.HTTPError:
+                return None
+            total += sum(
+                int(float(v)) for v in re.findall(r"^nwsyslog_overload_dropped_total\{.*\} (\S+)$", text, re.M)
+            )
+        return total
 
 
 SYSLOG_NG_CONFIG = """@version: 3.38
@@ -369,6 +387,7 @@ class Step:
     delivered: int
     drops: int
     settle: float  # seconds from the sender's end until the count stopped growing
+    discarded: int | None = None  # counted by the receiver under overload (nwsyslog_overload_dropped)
 
     @property
     def loss(self) -> float:
@@ -390,7 +409,7 @@ def send(sender: Path, port: int, mix: Mix, rate: int, seconds: float) -> tuple[
 
 
 def step(receiver: Receiver, sender: Path, mix: Mix, rate: int, seconds: float) -> Step:
-    before, drops_before = receiver.sink.stored(), kernel_drops(receiver.port)
+    before, drops_before, discarded_before = receiver.sink.stored(), kernel_drops(receiver.port), receiver.discarded()
     sent, achieved = send(sender, receiver.port, mix, rate, seconds)
     stopped = time.monotonic()
     expected = receiver.expected(mix, sent)
@@ -402,11 +421,14 @@ def step(receiver: Receiver, sender: Path, mix: Mix, rate: int, seconds: float) 
             last, last_change = now, time.monotonic()
         if now >= expected:
             break
+    discarded = receiver.discarded()
     result = Step(rate, sent, achieved, expected, last, kernel_drops(receiver.port) - drops_before,
-                  last_change - stopped)  # fmt: skip
+                  last_change - stopped, None if discarded is None or discarded_before is None
+                  else discarded - discarded_before)  # fmt: skip
+    shed = "" if result.discarded is None else f", discarded {result.discarded:>8,}"
     print(
         f"  {receiver.name:>12} offered {rate:>8,}/s (sent {achieved:>9,.0f}/s): records {result.delivered:>9,}"
-        f" of {expected:>9,}, loss {result.loss:6.3f}%, kernel drops {result.drops:>8,}, settled in"
+        f" of {expected:>9,}, loss {result.loss:6.3f}%, kernel drops {result.drops:>8,}{shed}, settled in"
         f" {result.settle:4.1f} s  {'pass' if result.passed else 'FAIL'}",
         flush=True,
     )
@@ -453,11 +475,12 @@ class Memory:
     delivered: int
     expected: int
     alive: bool
+    discarded: int | None = None
 
 
 def peak_memory(receiver: Receiver, sender: Path, mix: Mix, rate: int, seconds: float) -> Memory:
     """Offer `rate` for `seconds`, sampling the RSS of the receiver's processes every 0.2 s."""
-    before, drops_before = receiver.sink.stored(), kernel_drops(receiver.port)
+    before, drops_before, discarded_before = receiver.sink.stored(), kernel_drops(receiver.port), receiver.discarded()
     proc = subprocess.Popen(
         [str(sender), "127.0.0.1", str(receiver.port), str(mix.path), str(rate), str(seconds)],
         stdout=subprocess.PIPE, text=True,
@@ -479,9 +502,11 @@ def peak_memory(receiver: Receiver, sender: Path, mix: Mix, rate: int, seconds: 
         last = now
         time.sleep(2)
     assert receiver.proc is not None
+    discarded = receiver.discarded()
     return Memory(
         rate, seconds, peak, sent, kernel_drops(receiver.port) - drops_before, receiver.sink.stored() - before,
         receiver.expected(mix, sent), receiver.proc.poll() is None,
+        None if discarded is None or discarded_before is None else discarded - discarded_before,
     )  # fmt: skip
 
 
@@ -495,7 +520,7 @@ def serialize_rate(seconds: float) -> float:
     corpus = ROOT.parent / "shared" / "corpus"
     lines = bench_rules.corpus_lines(corpus) if corpus.is_dir() else write_mix_lines()
     ruleset = load_ruleset()
-    rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder().encode_fields)
+    rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder().encode_core)
     return rate * records / len(lines)
 
 
@@ -580,7 +605,8 @@ def main() -> None:
                         memory = peak_memory(receiver, sender, mix, rate, args.rss_seconds)
                         print(
                             f"  peak RSS {memory.peak_rss / 2**20:,.0f} MiB, sent {memory.sent:,}, kernel drops "
-                            f"{memory.drops:,}, records {memory.delivered:,} of {memory.expected:,}, "
+                            f"{memory.drops:,}, discarded (counted) {memory.discarded or 0:,}, "
+                            f"records {memory.delivered:,} of {memory.expected:,}, "
                             f"{'still running' if memory.alive else 'DIED'}",
                             flush=True,
                         )
@@ -613,7 +639,8 @@ def main() -> None:
             "not measured"
             if memory is None
             else f"{memory.peak_rss / 2**20:,.0f} MiB over {memory.seconds:.0f} s at {memory.rate:,} msg/s; "
-            f"kernel drops {memory.drops:,}; {'still running' if memory.alive else 'died'}",
+            f"kernel drops {memory.drops:,}, discarded and counted {memory.discarded or 0:,}; "
+            f"{memory.delivered:,} records delivered; {'still running' if memory.alive else 'died'}",
         ),
         (f"(d) loss-free UDP rate, {version}", describe("syslog-ng")),
         ("ratio nwsyslog/syslog-ng, 1 worker", f"{w1 / ng_rate:.2f}" if ng_rate else "n/a"),

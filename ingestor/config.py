@@ -288,6 +288,12 @@ class SpoolConfig(BaseModel):
     max_bytes: int = Field(4 * 1024**3, ge=1024 * 1024)
     overflow: Literal["block", "drop_newest"] = "block"
     sync: Literal["normal", "full"] = "normal"
+    max_in_memory: int = Field(
+        20_000,
+        ge=100,
+        description="records produced but not yet committed to the spool; at this bound the listeners "
+        "pause until the next commit (UDP datagrams are then discarded and counted, TCP senders wait)",
+    )
 
 
 class MetricsConfig(BaseModel):

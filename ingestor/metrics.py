@@ -47,14 +47,21 @@ class _Collector(Collector):
         framing = CounterMetricFamily(
             "nwsyslog_framing_errors", "Empty datagrams, oversize or malformed TCP frames", labels=["listener", "kind"]
         )
+        shed = CounterMetricFamily(
+            "nwsyslog_overload_dropped",
+            "Datagrams discarded unprocessed while the listeners were paused (spool full with "
+            "overflow block, or records waiting for the spool at spool.max_in_memory)",
+            labels=["listener"],
+        )
         for kind, address, st in self.r.sources():
             name = f"{kind}://{address}"
             received.add_metric([name], st.messages)
+            shed.add_metric([name], st.shed)
             denied.add_metric([name], st.denied)
             framing.add_metric([name, "empty"], st.empty)
             framing.add_metric([name, "oversize"], st.oversize)
             framing.add_metric([name, "malformed"], st.malformed)
-        yield from (received, denied, framing)
+        yield from (received, denied, framing, shed)
         p = self.r.pipeline()
         for metric, help_text, value in (
             ("nwsyslog_parsed", "Messages whose syslog header was read", p.received - p.parse_errors),

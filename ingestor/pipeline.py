@@ -4,16 +4,17 @@
 header cannot be read is still matched (rules see its text) and counted; a message no rule
 claims is counted as unmatched; a matched message whose record cannot be built is counted per
 rule. Each record comes out as its request-body fragment (encoded once) in `pending`, which the
-service moves to the spool in batches. The rule set is swapped whole (`ruleset = new`), so a
-reload never leaves a half-updated set in use.
+service moves to the spool in batches; `on_full` tells it when `pending` reached its bound. The
+rule set is swapped whole (`ruleset = new`), so a reload never leaves a half-updated set in use.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
@@ -58,11 +59,17 @@ class Pipeline:
         timezone: str = "UTC",
         records: RecordFieldsConfig | None = None,
         sources: Sequence[SourceConfig] = (),
+        max_pending: int | None = None,
+        on_full: Callable[[], None] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.encode = encoder.encode_core
         self.stats = PipelineStats()
         self.pending: list[bytes] = []
+        # Memory bound: when `pending` reaches it, `on_full` is called (the service pauses the
+        # listeners until the records are taken).
+        self._max_pending = max_pending or sys.maxsize
+        self._on_full = on_full
         fields = (records or RecordFieldsConfig()).as_mapping()
         self._default = (zone_for(timezone), RecordDefaults.from_mapping(fields))
         # Per-source settings, resolved once per address (first matching CIDR wins; a source
@@ -109,8 +116,11 @@ class Pipeline:
         if core is None:
             stats.dropped += 1
             return
-        self.pending.append(self.encode(core))
+        pending = self.pending
+        pending.append(self.encode(core))
         stats.records += 1
+        if len(pending) >= self._max_pending and self._on_full is not None:
+            self._on_full()
 
     def take(self) -> list[bytes]:
         """The records produced since the last call, in order."""

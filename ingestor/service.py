@@ -55,6 +55,7 @@ WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is onl
 READ_CHUNK = 1000  # rows the feeder reads at a time
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
+BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
 
 
 def default_spool_path() -> Path:
@@ -104,7 +105,10 @@ class Service:
         self._delivered: list[int] = []
         self._quarantines: list[tuple[int, bytes, str]] = []
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
-        self._paused = False
+        self._paused = False  # the listeners, for either reason below
+        self._spool_full = False  # overflow "block" at the spool's bound
+        self._backlog_full = False  # spool.max_in_memory records wait for the next commit
+        self._backlog_logged = -BACKLOG_LOG_EVERY
         self._halted: str | None = None
         self.failure: BaseException | None = None
         self.metrics = Metrics(
@@ -201,6 +205,8 @@ class Service:
             timezone=config.timezone,
             records=config.records,
             sources=config.sources,
+            max_pending=config.spool.max_in_memory,
+            on_full=self._on_backlog_full,
         )
         if config.emulator:
             await self._start_emulator()
@@ -316,6 +322,11 @@ class Service:
         """Commit produced records, delivered ids and quarantines in one transaction."""
         assert self.pipeline is not None and self.spool is not None
         inserts = self.pipeline.take()
+        if self._backlog_full:
+            # What waited is taken: take messages in again while it is committed (so at most
+            # twice max_in_memory records are ever held).
+            self._backlog_full = False
+            self._set_paused()
         deletes, self._delivered = self._delivered, []
         quarantines, self._quarantines = self._quarantines, []
         if not (inserts or deletes or quarantines):
@@ -362,21 +373,44 @@ class Service:
         if bound.overflow != "block":
             return
         fill = max(spool.records / bound.max_records, spool.bytes / bound.max_bytes)
-        if not self._paused and fill >= PAUSE_HIGH:
-            self._paused = True
-            for s in self.sources:
-                s.pause()
+        if not self._spool_full and fill >= PAUSE_HIGH:
+            self._spool_full = True
             log.error(
                 "SPOOL FULL (%d records, %d bytes): listeners paused until delivery catches up "
-                "(spool.overflow: block; UDP senders' datagrams are now dropped by the kernel)",
+                "(spool.overflow: block; UDP datagrams are now discarded, counted in "
+                "nwsyslog_overload_dropped; TCP senders wait)",
                 spool.records,
                 spool.bytes,
             )
-        elif self._paused and fill < PAUSE_LOW:
-            self._paused = False
-            for s in self.sources:
-                s.resume()
+        elif self._spool_full and fill < PAUSE_LOW:
+            self._spool_full = False
             log.warning("spool below 90%% of its bound: listeners resumed")
+        self._set_paused()
+
+    def _on_backlog_full(self) -> None:
+        """The pipeline holds spool.max_in_memory records: pause until the writer takes them
+        (the rules produce faster than the spool commits: an overload)."""
+        self._backlog_full = True
+        self._set_paused()
+        self._wake_writer.set()
+        now = time.monotonic()
+        if now - self._backlog_logged >= BACKLOG_LOG_EVERY:
+            self._backlog_logged = now
+            log.warning(
+                "overloaded: %d records wait for the spool; listeners pause until it catches up "
+                "(UDP datagrams meanwhile discarded, counted in nwsyslog_overload_dropped; TCP senders wait)",
+                self.config.spool.max_in_memory,
+            )
+
+    def _set_paused(self) -> None:
+        paused = self._spool_full or self._backlog_full
+        if paused != self._paused:
+            self._paused = paused
+            for s in self.sources:
+                if paused:
+                    s.pause()
+                else:
+                    s.resume()
 
     async def _feeder(self) -> None:
         assert self.spool is not None

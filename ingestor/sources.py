@@ -47,6 +47,7 @@ class SourceStats:
     malformed: int = 0  # TCP frames with a bad length header or cut short
     connections: int = 0
     idle_closed: int = 0
+    shed: int = 0  # datagrams read and discarded while the service was paused (overload)
 
 
 class AcceptList:
@@ -136,9 +137,10 @@ class Source:
         raise NotImplementedError
 
     def pause(self) -> None:
-        """Stop taking messages in until `resume()` (back-pressure: the spool is full). UDP
-        datagrams then queue in the socket buffer and the kernel drops the excess (counted in
-        its drop counter); TCP senders are slowed by the TCP window."""
+        """Stop taking messages in until `resume()` (back-pressure: the spool is full, or the
+        records waiting for it reached their bound). UDP datagrams are then read and discarded,
+        each counted in `stats.shed` (a UDP socket cannot be paused without its queue growing
+        in memory); TCP senders are held back by the TCP window and lose nothing."""
         self.paused = True
 
     def resume(self) -> None:
@@ -187,16 +189,6 @@ class UdpSource(Source):
         self._reuse_port = reuse_port
         self._stream: asyncio_dgram.aio.DatagramServer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running = asyncio.Event()
-        self._running.set()
-
-    def pause(self) -> None:
-        super().pause()
-        self._running.clear()
-
-    def resume(self) -> None:
-        super().resume()
-        self._running.set()
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -221,34 +213,36 @@ class UdpSource(Source):
         self._task = asyncio.create_task(self._receive(), name=f"nwsyslog-udp-{self.port}")
 
     @property
-    def socket(self) -> TransportSocket | None:
+    def socket(self) -> socket.socket | TransportSocket | None:
         """The bound socket (for metrics such as `udp_drops`)."""
         return self._stream.socket if self._stream is not None else None
 
     async def _receive(self) -> None:
         assert self._stream is not None
         stream, stats, allows, hand_over = self._stream, self.stats, self.accept.allows, self._hand_over
-        running = self._running
         # Batched receive: asyncio-dgram queues every datagram uvloop read in one go; after one
         # awaited recv(), the rest are taken without an await (and its task switch) each.
         queue: asyncio.Queue[Any] = stream._recvq  # type: ignore[attr-defined]
         while True:
-            if not running.is_set():
-                await running.wait()
             try:
                 data, addr = await stream.recv()
             except asyncio_dgram.TransportClosed:
                 return
             now = time.time()
             while True:
-                peer: str = addr[0]  # type: ignore[index]
-                if not allows(peer):
-                    stats.denied += 1
-                elif not data:
-                    stats.empty += 1
+                if self.paused:
+                    # Paused: the loop keeps reading the socket into asyncio-dgram's queue, so
+                    # the queue is emptied here, cheaply and counted, to keep memory bounded.
+                    stats.shed += 1
                 else:
-                    hand_over(data, peer, now)
-                if queue.empty() or not running.is_set():
+                    peer: str = addr[0]  # type: ignore[index]
+                    if not allows(peer):
+                        stats.denied += 1
+                    elif not data:
+                        stats.empty += 1
+                    else:
+                        hand_over(data, peer, now)
+                if queue.empty():
                     break
                 item = queue.get_nowait()
                 if item[0] is None:  # asyncio-dgram's end-of-stream mark

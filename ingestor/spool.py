@@ -21,6 +21,7 @@ The class is synchronous and not thread-safe: the service calls it from one dedi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -66,6 +67,26 @@ class QuarantinedRecord:
     created: float
 
 
+def _has_json(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has json_each (built in since 3.38; an option before)."""
+    try:
+        db.execute("SELECT count(*) FROM json_each('[]')").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _json_array(inserts: Sequence[bytes]) -> str | None:
+    """The records as one JSON array of strings, when that carries them exactly: UTF-8 without
+    NUL (what the encoders write; anything else goes row by row)."""
+    if any(b"\x00" in d for d in inserts):
+        return None
+    try:
+        return json.dumps([d.decode("utf-8") for d in inserts], ensure_ascii=False)
+    except UnicodeDecodeError:
+        return None
+
+
 class Spool:
     """A spool file; see the module docstring.
 
@@ -90,6 +111,7 @@ class Spool:
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             self._db.executescript(_SCHEMA)
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            self._json_rows = _has_json(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot open the spool {self.path}: {exc}") from None
         if stored is None:
@@ -124,7 +146,18 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         try:
             if inserts:
-                db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
+                rows = self._json_rows and _json_array(inserts)
+                if rows:
+                    # One statement for the whole batch: executemany gives the GIL up around
+                    # each row's step and waits for it again, so while the listener thread is
+                    # busy every row waits out a switch interval (measured: ~1,300 rows/s) and
+                    # the records back up in memory.
+                    db.execute(
+                        "INSERT INTO records (data, created) SELECT CAST(value AS BLOB), ? FROM json_each(?)",
+                        (now, rows),
+                    )
+                else:
+                    db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
             if moved:
                 db.executemany(
                     "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",

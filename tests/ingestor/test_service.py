@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.loop import run
 from ingestor.sender import Sender
 from ingestor.service import Service
+from ingestor.sources import udp_drops
 from ingestor.spool import Spool
 
 SUDO = b"<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo %d"
@@ -161,6 +164,49 @@ def test_block_pauses_the_listeners_at_the_bound(tmp_path: Path) -> None:
             await send(service, [SUDO % i for i in range(1200)])
             await until(lambda: all(s.paused for s in service.sources))
             assert service.overflow_dropped == 0
+
+    run(scenario())
+
+
+def test_records_waiting_for_the_spool_are_bounded_and_what_is_discarded_is_counted(tmp_path: Path) -> None:
+    """An overload (rules produce faster than the spool commits): at spool.max_in_memory the
+    listeners pause, UDP datagrams are discarded and counted, and everything else is delivered."""
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            spool = {"path": str(tmp_path / "spool.db"), "max_in_memory": 100}
+            cfg = config(tmp_path, emulator.base_url, spool=spool)
+            async with running(cfg) as service:
+                assert service.pipeline is not None
+                udp = next(s for s in service.sources if s.kind == "udp")
+                # Hold the spool thread: nothing is committed while the datagrams arrive.
+                gate = threading.Event()
+                held = asyncio.get_running_loop().run_in_executor(service._db, gate.wait)
+                try:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                        for i in range(1000):
+                            sender.sendto(SUDO % i, ("127.0.0.1", udp.port))
+                            if i % 50 == 49:
+                                await asyncio.sleep(0.002)
+                    drops = udp_drops(udp.socket) or 0
+                    await until(lambda: udp.stats.messages + udp.stats.shed + drops >= 1000)
+                    assert len(service.pipeline.pending) == 100, "the bound holds while the spool is stuck"
+                    assert udp.paused and udp.stats.shed > 0
+                finally:
+                    gate.set()  # even on failure: the service cannot stop with its spool held
+                await held
+                delivered = udp.stats.messages
+                await until(lambda: emulator.emulator.store.total == delivered)
+                await until(lambda: not udp.paused)
+                assert udp.stats.messages + udp.stats.shed + drops == 1000
+                async with httpx.AsyncClient() as http:
+                    text = (await http.get(f"http://127.0.0.1:{service.metrics_port}/metrics")).text
+                assert (
+                    f'nwsyslog_overload_dropped_total{{listener="udp://127.0.0.1:{udp.port}"}} {udp.stats.shed}.0'
+                    in text
+                )
+                await send(service, [SUDO % i for i in range(5)])  # taken in again
+                await until(lambda: emulator.emulator.store.total == delivered + 5)
 
     run(scenario())
 

@@ -89,6 +89,30 @@ def test_udp_accept_list_drops_and_counts_other_sources():
     assert stats.denied == 20 and stats.messages == 0
 
 
+def test_a_paused_udp_listener_discards_and_counts_and_resumes():
+    async def go():
+        got = Collector()
+        async with UdpSource("127.0.0.1", 0, got) as source:
+            await send_udp(source.port, [b"<13>before"])
+            await got.wait_for(1)
+            source.pause()
+            await send_udp(source.port, [b"<13>paused %d" % i for i in range(300)])
+            for _ in range(200):
+                if source.stats.shed + udp_drops(source.socket) >= 300:
+                    break
+                await asyncio.sleep(0.01)
+            shed, drops = source.stats.shed, udp_drops(source.socket)
+            source.resume()
+            await send_udp(source.port, [b"<13>after"])
+            await got.wait_for(2)
+        return got.items, source.stats, shed, drops
+
+    items, stats, shed, drops = run(go())
+    assert [raw for raw, _, _ in items] == [b"<13>before", b"<13>after"]
+    assert shed > 0 and shed + drops == 300, "every datagram that arrived while paused is counted"
+    assert stats.messages == 2
+
+
 def test_udp_over_ipv6():
     if not socket.has_ipv6:
         pytest.fail("IPv6 is required on the test machine")

@@ -124,3 +124,30 @@ def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]]) -> 
             spool.apply(inserts=inserts, deletes={ids[p % len(ids)] for p in picks} if ids else ())
             stats = spool.stats()
             assert (spool.records, spool.bytes) == (stats.records, stats.bytes)
+
+
+# Text fragments (what the encoders write) go in as one JSON array per batch: every character,
+# escape-worthy or not, must come back as the same bytes; anything else goes row by row.
+fragment_text = st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.one_of(fragment_text.map(str.encode), st.binary(max_size=10)), max_size=6), max_size=5)
+)
+def test_any_fragments_come_back_as_the_same_bytes(batches: list[list[bytes]]) -> None:
+    with Spool(":memory:", fmt="xml") as spool:
+        for inserts in batches:
+            spool.apply(inserts=inserts)
+        stored = [data for _, data in spool.read_after(0, 10_000)]
+        assert stored == [data for inserts in batches for data in inserts]
+        assert spool.bytes == spool.stats().bytes == sum(map(len, stored))
+
+
+def test_a_text_batch_is_one_statement(tmp_path: Path) -> None:
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        statements: list[str] = []
+        spool._db.set_trace_callback(statements.append)
+        spool.apply(inserts=[f'<ActivityRecord><Who>u{i}\u00e9"\\</Who></ActivityRecord>'.encode() for i in range(500)])
+        assert sum("INSERT" in s for s in statements) == 1
+        assert spool.records == 500
