@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,11 @@ def hostile_config(tmp: Path, url: str, **extra: Any) -> Any:
         ],
         **extra,
     )
+
+
+def running_service(tmp: Path, url: str, **extra: Any) -> AbstractAsyncContextManager[Service]:
+    """A service on loopback UDP and TCP (1 s TCP idle timeout) writing to `url`."""
+    return running(hostile_config(tmp, url, **extra))
 
 
 def test_malformed_datagrams_are_counted_and_the_good_records_among_them_arrive(tmp_path: Path) -> None:
