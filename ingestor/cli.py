@@ -94,6 +94,10 @@ def main(log_level: str, log_format: str) -> None:
     show_default=True,
     help="Fail before storing, or after (the records are kept, so a retry duplicates them).",
 )
+@click.option(
+    "--outage", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Fail every write with --fail-status for this many seconds from the first one.",
+)  # fmt: skip
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--page-size", type=click.IntRange(min=1), default=1000, show_default=True, help="enum page size.")
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a generated self-signed certificate.")
@@ -115,6 +119,7 @@ def emulator(
     fail_rate: float,
     fail_status: str,
     fail_phase: str,
+    outage: float,
     latency_ms: float,
     page_size: int,
     tls: bool,
@@ -143,6 +148,7 @@ def emulator(
             fail_rate=fail_rate,
             fail_status=int(fail_status),
             fail_phase=fail_phase,  # type: ignore[arg-type]
+            outage_s=outage,
             latency_ms=latency_ms,
             page_size=page_size,
             seed=seed,

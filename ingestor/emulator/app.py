@@ -16,6 +16,7 @@ import binascii
 import json
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -49,6 +50,8 @@ class EmulatorSettings:
     fail_rate: float = 0.0
     fail_status: int = 503
     fail_phase: Literal["before", "after"] = "before"
+    # An outage: every write fails with fail_status for this many seconds from the first one.
+    outage_s: float = 0.0
     latency_ms: float = 0.0
     page_size: int = DEFAULT_PAGE
     seed: int | None = None
@@ -70,9 +73,17 @@ class Emulator:
         # Parsing and XSD validation release the GIL: a few threads use every core.
         self._limiter = CapacityLimiter(max(2, os.cpu_count() or 2))
         self._writes = 0
+        self._first_write: float | None = None
 
     def _fault(self) -> bool:
-        return self.settings.fail_rate > 0 and self._rng.random() < self.settings.fail_rate
+        settings = self.settings
+        if settings.outage_s > 0:
+            now = time.monotonic()
+            if self._first_write is None:
+                self._first_write = now
+            if now - self._first_write < settings.outage_s:
+                return True
+        return settings.fail_rate > 0 and self._rng.random() < settings.fail_rate
 
     def _answer(
         self, status: int, body: bytes = b"", media_type: str = "text/plain", headers: dict[str, str] | None = None
@@ -103,7 +114,12 @@ class Emulator:
         if (denied := await self._guard(request)) is not None:
             return denied
         fmt = _format(request)
-        body, too_large = await _read_body(request, self.settings.max_body_bytes)
+        try:
+            body, too_large = await _read_body(request, self.settings.max_body_bytes)
+        except ClientDisconnect:
+            # The client went away mid-upload: nothing is stored, and nobody reads an answer.
+            self.stats["client_disconnects"] += 1
+            return Response(status_code=400)
         if too_large:
             return self._answer(413)
         if self._fault() and self.settings.fail_phase == "before":

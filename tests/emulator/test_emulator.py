@@ -254,6 +254,16 @@ def test_fault_injection_rate_is_roughly_honoured(emulator):
     assert server.emulator.store.total == statuses.count(200)
 
 
+def test_an_outage_fails_every_write_for_its_duration_from_the_first(emulator):
+    server = emulator(outage_s=0.5)
+    first = post(server, xml_body([make_record(1)]))
+    during = post(server, xml_body([make_record(2)]))
+    time.sleep(0.6)
+    after = post(server, xml_body([make_record(3)]))
+    assert (first.status_code, during.status_code, after.status_code) == (503, 503, 200)
+    assert server.emulator.store.total == 1
+
+
 def test_latency_is_injected(emulator):
     server = emulator(latency_ms=150)
     started = time.monotonic()
