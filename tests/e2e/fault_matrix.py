@@ -14,8 +14,8 @@ sent and none of these. Lost must be 0 everywhere.
 
 Faults: 503 for the whole outage; 500 on 20% of requests; 2 s latency on every request; 413
 above 64 KiB; 401 until the credentials are fixed and the service reloaded; the connection
-reset in the middle of a request (a TCP proxy that cuts every other connection with an RST
-after part of the request went through); a TLS thumbprint that does not match (nothing may be
+reset in the middle of a request (a TCP proxy that cuts every connection with an RST part way
+through a request body); a TLS thumbprint that does not match (nothing may be
 sent, everything kept).
 """
 
@@ -80,12 +80,12 @@ def scenarios(outage: float, latency_ms: float = 2000) -> list[Scenario]:
         Scenario(f"503 for {outage:g} s", emulator={"outage_s": outage, "fail_status": 503}),
         Scenario("500 on 20% of requests", emulator={"fail_rate": 0.2, "fail_status": 500, "seed": 7}),
         Scenario(f"{latency_ms / 1000:g} s latency", emulator={"latency_ms": latency_ms}),
-        # Batches of up to 1,000 records (~700 KB) gathered for 1 s: the server's 413s make the
+        # Batches of up to 1,000 records (~700 KB) gathered for 3 s: the server's 413s make the
         # service split them.
         Scenario(
             "413 above 64 KiB",
             emulator={"max_body_bytes": 64 * 1024},
-            batching={"max_batch_records": 1000, "linger": 1.0},
+            batching={"max_batch_records": 1000, "linger": 3.0},
         ),
         Scenario(
             "401 until fixed + reload",
@@ -108,12 +108,13 @@ def scenarios(outage: float, latency_ms: float = 2000) -> list[Scenario]:
 
 
 class ResettingProxy:
-    """Forwards loopback TCP to `upstream`; every second connection is cut with an RST after
-    `cut_after` bytes of the request went through (so the server never sees the whole body)."""
+    """Forwards loopback TCP to `upstream` and cuts every connection with an RST in the middle
+    of a request, so the server never sees that whole body: odd connections after 4 KiB, even
+    ones after 256 KiB (a later request on the kept-alive connection), so resets keep coming."""
 
-    def __init__(self, upstream: tuple[str, int], cut_after: int = 4096) -> None:
+    def __init__(self, upstream: tuple[str, int], cuts: tuple[int, int] = (4096, 256 * 1024)) -> None:
         self.upstream = upstream
-        self.cut_after = cut_after
+        self.cuts = cuts
         self.connections = 0
         self.resets = 0
         self._server: asyncio.Server | None = None
@@ -130,7 +131,7 @@ class ResettingProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        cut = self.connections % 2 == 1
+        cut_after = self.cuts[(self.connections - 1) % 2]
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -140,8 +141,8 @@ class ResettingProxy:
         async def upstream() -> None:
             sent = 0
             while data := await reader.read(65536):
-                if cut and sent + len(data) > self.cut_after:
-                    up_writer.write(data[: max(1, self.cut_after - sent)])
+                if sent + len(data) > cut_after:
+                    up_writer.write(data[: max(1, cut_after - sent)])
                     await up_writer.drain()
                     self.resets += 1
                     _reset(writer)
