@@ -2,6 +2,9 @@ import sys
 
 import httpx
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, TlsConfig
@@ -99,3 +102,50 @@ def test_ntlm_without_the_extra_is_a_config_error_naming_the_fix(monkeypatch):
 )
 def test_error_list_text(body, content_type, text):
     assert error_list_text(body, content_type) == text
+
+
+# --- Fuzzing the loaders: whatever the file holds, a configuration or a ConfigError naming it.
+
+_KEYS = ["listeners", "netwrix", "url", "auth", "password", "tls", "mode", "spool", "path", "batching",
+         "linger", "max_in_memory", "rules", "paths", "sources", "cidr", "timezone", "metrics", "listen",
+         "pack", "id", "match", "regex", "record", "Who", "details", "examples", "line", "x"]  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+    st.text(max_size=20), st.sampled_from(["udp://127.0.0.1:0", "tcp://[::1]:99999", "{user}", "(?P<a>", "*"]),
+)  # fmt: skip
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)),
+    max_leaves=25,
+)
+
+
+def _load_both(tmp_path, text: str) -> None:
+    from ingestor.config import load_service_config
+    from parsers.rules.loader import load_ruleset
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_service_config(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)), exc
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "pack.yaml").write_text(text, encoding="utf-8")
+    try:
+        load_ruleset([rules], builtin=False)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(rules / "pack.yaml")), exc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_DOCS)
+def test_any_yaml_document_is_a_configuration_or_a_config_error_naming_the_file(tmp_path, doc) -> None:
+    _load_both(tmp_path, yaml.safe_dump(doc, allow_unicode=True))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300))
+def test_any_text_is_a_configuration_or_a_config_error_naming_the_file(tmp_path, text) -> None:
+    _load_both(tmp_path, text)
