@@ -15,6 +15,9 @@ Data flows one way:
   404, a certificate problem) the rows stay spooled; the feeder starts a new client after
   `HALT_RETRY` seconds or on SIGHUP, re-reading the spool from the start.
 - On start, whatever a previous run left in the spool is sent first (same order).
+- Memory is bounded: when `spool.max_in_memory` produced records wait for a commit (the spool
+  cannot keep up), or the spool reaches its bound with overflow "block", the listeners pause.
+  A paused UDP listener discards what arrives, counted; paused TCP connections are not read.
 
 Signals: SIGTERM/SIGINT stop gracefully (stop listening, commit what was produced, give delivery
 `shutdown_timeout` seconds, leave the rest spooled); SIGHUP re-reads the configuration file and
