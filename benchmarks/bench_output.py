@@ -15,15 +15,21 @@ import argparse
 import asyncio
 import os
 import platform
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
-from ingestor.emulator.process import EmulatorProcess
-from ingestor.encoding import JsonEncoder, XmlEncoder
-from ingestor.loop import run
-from ingestor.records import ActivityRecord
+# The checkout's code, not an installed copy (which may be older).
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingestor.emulator.process import EmulatorProcess  # noqa: E402
+from ingestor.encoding import JsonEncoder, XmlEncoder  # noqa: E402
+from ingestor.loop import run  # noqa: E402
+from ingestor.records import ActivityRecord  # noqa: E402
 
 BASE = datetime(2026, 11, 22, tzinfo=UTC)
 

@@ -24,18 +24,23 @@ import argparse
 import os
 import platform
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from ingestor.encoding import XmlEncoder
-from ingestor.errors import RenderError
-from ingestor.records import RecordCore, RecordDefaults
-from parsers.rules.engine import Rule, RuleSet, build_ruleset, compile_pack
-from parsers.rules.loader import builtin_dir, load_packs, load_ruleset
-from parsers.syslog import parse_syslog
-from parsers.yamlfile import load_yaml
+# The checkout's code, not an installed copy (which may be older).
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingestor.encoding import XmlEncoder  # noqa: E402
+from ingestor.errors import RenderError  # noqa: E402
+from ingestor.records import RecordCore, RecordDefaults  # noqa: E402
+from parsers.rules.engine import Rule, RuleSet, build_ruleset, compile_pack  # noqa: E402
+from parsers.rules.loader import builtin_dir, load_packs, load_ruleset  # noqa: E402
+from parsers.syslog import parse_syslog  # noqa: E402
+from parsers.yamlfile import load_yaml  # noqa: E402
 
 SEED = 20261123
 
