@@ -318,9 +318,12 @@ _STAMPS: dict[tuple[str, tzinfo, int, int, int, int], datetime] = {}
 _STABLE_AHEAD, _STABLE_PAST = timedelta(days=6), timedelta(days=-300)
 
 
-def _cached_bsd_time(msg: Message, tz: tzinfo, stamp: str, m: re.Match[str]) -> datetime | None:
-    """`_bsd_time` for a yearless stamp such as "Jun 14 15:16:01", remembered per stamp text,
-    zone and local receive hour: many lines share a second, and the year decision only needs
+def _cached_bsd_time(
+    msg: Message, tz: tzinfo, stamp: str, m: re.Match[str], frac: str | None = None, zone_text: str | None = None
+) -> datetime | None:
+    """`_bsd_time` for a yearless stamp such as "Jun 14 15:16:01" (or Cisco's "Jun 14
+    15:16:01.123 CEST", whose fraction and zone are then part of `stamp`), remembered per stamp
+    text, zone and receive hour: many lines share a second, and the year decision only needs
     computing once. Exact: an entry is kept only when its time is at most six days ahead of the
     receive time (so it stays accepted) and at most 300 days behind (so the year after it, which
     was refused as more than a week ahead, stays refused) for every receive time in that hour."""
@@ -328,7 +331,7 @@ def _cached_bsd_time(msg: Message, tz: tzinfo, stamp: str, m: re.Match[str]) -> 
     key = (stamp, tz, now.year, now.month, now.day, now.hour)
     when = _STAMPS.get(key)
     if when is None:
-        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"])
+        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
         if when is not None and _STABLE_PAST <= when - now <= _STABLE_AHEAD:
             if len(_STAMPS) >= 8192:
                 _STAMPS.clear()
@@ -338,7 +341,10 @@ def _cached_bsd_time(msg: Message, tz: tzinfo, stamp: str, m: re.Match[str]) -> 
 
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     if fast and (m := _FAST_CISCO.match(line)) is not None:
-        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
+        if m["y"] is None:  # the usual IOS stamp: its year decided once per stamp and hour
+            when = _cached_bsd_time(msg, tz, line[m.start("mon") : m.end() - 2], m, m["frac"], m["tz"])
+        else:
+            when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
         if when is not None:
             msg.timestamp = when
             msg.sequence = int(m["seq"])

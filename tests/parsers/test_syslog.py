@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import given, settings
@@ -179,10 +179,12 @@ def test_the_yearless_date_is_the_latest_year_not_a_week_ahead(received: datetim
     assert msg.timestamp == expected
 
 
-def _brute_force_year(received: datetime, month: int, day: int, hour: int, minute: int) -> datetime | None:
+def _brute_force_year(
+    received: datetime, month: int, day: int, hour: int, minute: int, zone: tzinfo = UTC, micro: int = 0
+) -> datetime | None:
     for year in range(received.year + 1, received.year - 8, -1):
         try:
-            when = datetime(year, month, day, hour, minute, tzinfo=UTC)
+            when = datetime(year, month, day, hour, minute, 0, micro, zone)
         except ValueError:
             continue
         if when - received <= timedelta(days=7):
@@ -205,13 +207,26 @@ def _brute_force_year(received: datetime, month: int, day: int, hour: int, minut
 def test_remembered_yearless_dates_decide_as_the_rule_for_every_receive_time(
     received: datetime, ahead: timedelta, later: timedelta
 ) -> None:
-    """The fast path remembers a stamp's year per receive hour: a second line with the same stamp,
-    received up to an hour apart (in the same hour or not), still gets the year the rule gives."""
+    """The fast paths remember a stamp's year per receive hour: a second line with the same
+    stamp, received up to an hour apart (in the same hour or not), still gets the year the rule
+    gives. Linux stamps, and Cisco's with milliseconds and a zone name (IST is +05:30, so its
+    hours do not line up with the receive hours) or none (the source's zone, here +03:00); the
+    same clock text in each form, so one form's remembered answer must never serve another."""
+    source_zone = timezone(timedelta(hours=3))
+    shapes = [("linux", UTC, ""), ("UTC", UTC, ".250"), ("IST", timezone(timedelta(hours=5, minutes=30)), ".250"),
+              ("", source_zone, ".250"), ("", source_zone, ".750")]  # fmt: skip
     stamp = (received + ahead).replace(second=0, microsecond=0)
-    line = f"{stamp:%b} {stamp.day:2d} {stamp:%H:%M}:00 host prog: x".encode()
+    text = f"{stamp:%b} {stamp.day:2d} {stamp:%H:%M}:00"
     for when in (received, received + later):
-        expected = _brute_force_year(when, stamp.month, stamp.day, stamp.hour, stamp.minute)
-        assert parse_syslog(line, received_at=when).timestamp == expected
+        for name, zone, frac in shapes:
+            if name == "linux":
+                line, tz = f"{text} host prog: x".encode(), UTC
+            else:
+                suffix = f" {name}" if name else ""
+                line, tz = f"<189>12: sw1: *{text}{frac}{suffix}: %SYS-5-CONFIG_I: x".encode(), source_zone
+            micro = int(frac[1:]) * 1000 if frac else 0
+            expected = _brute_force_year(when, stamp.month, stamp.day, stamp.hour, stamp.minute, zone, micro)
+            assert parse_syslog(line, received_at=when, tz=tz).timestamp == expected, (line, when)
 
 
 def test_a_yearless_leap_day_lands_in_the_latest_leap_year():
