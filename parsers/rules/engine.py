@@ -69,7 +69,9 @@ class Rule:
     literals: tuple[str, ...] = ()  # several alternatives (each scan is C; a regex alternation is slow)
     checks: bool = False  # has conditions beyond its index keys and regex (see `admits`)
     fixed_action: Action | None = None  # the Action when it is literal (checked at load)
-    outputs: tuple[tuple[str, Template], ...] = ()  # `record` without a literal Action
+    # `record` without a literal Action, each as (name, literal text, single field, template,
+    # capped at 255): what the per-record loop needs, unpacked once at load.
+    outputs: tuple[tuple[str, str | None, str | None, Template, bool], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
@@ -88,7 +90,11 @@ class Rule:
         action = self.record.get("Action")
         if action is not None and action.literal is not None:
             object.__setattr__(self, "fixed_action", Action(action.literal))
-        outputs = tuple((k, t) for k, t in self.record.items() if k != "Action" or self.fixed_action is None)
+        outputs = tuple(
+            (k, t.literal, t.field, t, k in _NAME255)
+            for k, t in self.record.items()
+            if k != "Action" or self.fixed_action is None
+        )
         object.__setattr__(self, "outputs", outputs)
         if self.data_source is not None:
             object.__setattr__(self, "data_source", _clean(self.data_source))
@@ -193,17 +199,21 @@ class Match:
         fields = self.fields
         clean = self._clean_message()
         texts: dict[str, str] = {}
-        for name, template in rule.outputs:
-            text = template.literal
-            if text is None:
-                text = fields.get(template.field) if template.field is not None else template.render(fields)
+        for name, literal, single, template, capped in rule.outputs:
+            text = (
+                literal
+                if literal is not None
+                else fields.get(single)
+                if single is not None
+                else template.render(fields)
+            )
             if not text:
                 if name == "Workstation":
                     continue
                 raise RenderError(rule.id, f"{name} came out empty (template {template.source!r})")
             if not clean:
                 text = _clean(text)
-            if name in _NAME255 and len(text) > 255:
+            if capped and len(text) > 255:
                 text = text[:255]
             texts[name] = text
         action = rule.fixed_action
