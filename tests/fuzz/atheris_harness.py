@@ -33,10 +33,14 @@ import atheris
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "corpus"
 MAX_MESSAGE = 4096
+sys.path.insert(0, str(ROOT))  # the checkout's code, not an installed copy
 
 with atheris.instrument_imports():
     from lxml import etree
 
+    import ingestor
+
+    assert Path(ingestor.__file__).resolve().parent == ROOT / "ingestor", ingestor.__file__
     from ingestor.config import ServiceConfig
     from ingestor.encoding import XmlEncoder
     from ingestor.errors import ConfigError, RenderError
