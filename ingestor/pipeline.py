@@ -83,6 +83,8 @@ class Pipeline:
             for s in sources
         ]
         self._settings = lru_cache(maxsize=65536)(self._settings_for)
+        # Messages read in one go share their receive time: its datetime is made once.
+        self._received: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, UTC))
 
     def _settings_for(self, peer: str) -> tuple[tzinfo, RecordDefaults]:
         if self._sources:
@@ -99,7 +101,11 @@ class Pipeline:
         stats = self.stats
         stats.received += 1
         zone, defaults = self._settings(peer)
-        message = parse_syslog(raw, source=peer, received_at=datetime.fromtimestamp(received_at, UTC), tz=zone)
+        stamp, received = self._received
+        if received_at != stamp:
+            received = datetime.fromtimestamp(received_at, UTC)
+            self._received = (received_at, received)
+        message = parse_syslog(raw, source=peer, received_at=received, tz=zone)
         if message.parse_error is not None:
             stats.parse_errors += 1
         match = self.ruleset.match(message)
