@@ -147,7 +147,7 @@ class Match:
         `data_source` applies when the configuration names none. Raises RenderError when a
         required field comes out empty or the schema refuses a value: the caller counts it.
         """
-        core = self._core(defaults)
+        core = self.core(defaults)
         if core is None:
             return None
         texts, action, when, data_source, config, details = core
@@ -175,17 +175,14 @@ class Match:
         """The record as `record_fields(self.render(defaults))` gives it, without building the
         ActivityRecord: what an encoder's `encode_fields` turns into the record's bytes. None
         for a drop rule; RenderError as for `render`."""
-        core = self._core(defaults)
+        core = self.core(defaults)
         return None if core is None else core_fields(core)
 
     def core(self, defaults: RecordDefaults | Mapping[str, Any] | None = None) -> RecordCore | None:
         """The record's checked values (`RecordCore`), what an encoder's `encode_core` writes
-        directly; None for a drop rule; RenderError as for `render`."""
-        return self._core(defaults)
-
-    def _core(self, defaults: RecordDefaults | Mapping[str, Any] | None) -> RecordCore | None:
-        """Every value of the record, rendered and checked against the schema: the work that
-        validation would do, done directly (several times cheaper than pydantic per record)."""
+        directly; None for a drop rule; RenderError as for `render`. Every value is rendered and
+        checked against the schema here: the work validation would do, done directly (several
+        times cheaper than pydantic per record)."""
         rule = self.rule
         if rule.drop:
             return None
