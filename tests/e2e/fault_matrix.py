@@ -29,17 +29,19 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ingestor.config import load_service_config
 from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.loop import run
 from ingestor.service import Service
 from ingestor.spool import Spool
+from tests.ingestor.test_service import running
 
 LINE = "<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo fault-{n}"
 NUMBER = re.compile(r"fault-(\d+)")
@@ -194,24 +196,6 @@ def _service_config(folder: Path, url: str, scenario: Scenario, password: str | 
     }
 
 
-@contextlib.asynccontextmanager
-async def _service(path: Path) -> AsyncIterator[Service]:
-    from ingestor.config import load_service_config
-
-    service = Service(load_service_config(path), config_path=path)
-    task = asyncio.create_task(service.run())
-    started = asyncio.create_task(service.started.wait())
-    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        started.cancel()
-        await task
-    try:
-        yield service
-    finally:
-        service.stop()
-        await task
-
-
 async def _until(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -254,7 +238,7 @@ async def run_scenario(scenario: Scenario, folder: Path, count: int, seconds: fl
         path = folder / "nwsyslog.yaml"
         path.write_text(yaml.safe_dump(_service_config(folder, url, scenario)))
         try:
-            async with _service(path) as service:
+            async with running(load_service_config(path), config_path=path) as service:
                 port = next(s.port for s in service.sources)
                 await _send(port, count, seconds)
                 pipeline = service.pipeline

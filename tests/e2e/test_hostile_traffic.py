@@ -25,15 +25,8 @@ from ingestor.emulator.process import EmulatorProcess
 from ingestor.loop import run
 from ingestor.service import Service
 from ingestor.sources import udp_drops
-from tests.ingestor.test_service import SUDO, config, running, until
-
-
-def udp_port(service: Service) -> int:
-    return next(s.port for s in service.sources if s.kind == "udp")
-
-
-def tcp_port(service: Service) -> int:
-    return next(s.port for s in service.sources if s.kind == "tcp")
+from tests.ingestor.test_service import SUDO, config, listener, running, tcp_port, until
+from tests.ingestor.test_sources import send_udp
 
 
 async def metrics(service: Service) -> dict[str, float]:
@@ -56,15 +49,6 @@ def metric(values: dict[str, float], name: str, **labels: str) -> float:
         if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
             total += value
     return total
-
-
-async def send_udp(port: int, payloads: list[bytes], source: str = "127.0.0.1") -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.bind((source, 0))
-        for i, payload in enumerate(payloads):
-            sender.sendto(payload, ("127.0.0.1", port))
-            if i % 50 == 49:
-                await asyncio.sleep(0.002)
 
 
 def hostile_config(tmp: Path, url: str, **extra: Any) -> Any:
@@ -100,14 +84,14 @@ def test_malformed_datagrams_are_counted_and_the_good_records_among_them_arrive(
     async def scenario() -> None:
         with EmulatorServer.running(EmulatorSettings()) as emulator:
             async with running(hostile_config(tmp_path, emulator.base_url)) as service:
-                port = udp_port(service)
+                port = listener(service, "udp").port
                 await send_udp(port, [b""] * 30 + garbage + nasty + good)
                 want = len(good) + len(nasty)
                 await until(lambda: emulator.emulator.store.total == want)
                 values = await metrics(service)
-                listener = f"udp://127.0.0.1:{port}"
-                assert metric(values, "nwsyslog_framing_errors_total", listener=listener, kind="empty") == 30
-                assert metric(values, "nwsyslog_received_total", listener=listener) == len(garbage + nasty + good)
+                label = f"udp://127.0.0.1:{port}"
+                assert metric(values, "nwsyslog_framing_errors_total", listener=label, kind="empty") == 30
+                assert metric(values, "nwsyslog_received_total", listener=label) == len(garbage + nasty + good)
                 assert metric(values, "nwsyslog_records_total") == want
                 assert emulator.emulator.stats.get("rejected_requests", 0) == 0
                 records = [r for _, r in emulator.emulator.store.records()]
@@ -125,7 +109,7 @@ def test_ten_thousand_source_addresses_are_all_heard_and_caches_stay_bounded(tmp
     async def scenario() -> None:
         with EmulatorServer.running(EmulatorSettings()) as emulator:
             async with running(hostile_config(tmp_path, emulator.base_url)) as service:
-                port = udp_port(service)
+                port = listener(service, "udp").port
                 for i, source in enumerate(sources):
                     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
                         sender.bind((source, 0))
@@ -157,14 +141,14 @@ def test_tcp_connections_that_never_finish_a_frame_are_closed_and_oversize_frame
                 writer.write(b"<13>" + b"B" * (1 << 20) + b"\n" + SUDO % 1 + b"\n")
                 await writer.drain()
                 await until(lambda: emulator.emulator.store.total == 1)
-                tcp = next(s for s in service.sources if s.kind == "tcp")
+                tcp = listener(service, "tcp")
                 await until(lambda: tcp.stats.idle_closed >= 200, timeout=20)
                 for reader, stalled_writer in stalled:
                     assert await asyncio.wait_for(reader.read(), 5) == b"", "closed by the service"
                     stalled_writer.close()
                 values = await metrics(service)
-                listener = f"tcp://127.0.0.1:{port}"
-                assert metric(values, "nwsyslog_framing_errors_total", listener=listener, kind="oversize") == 1
+                label = f"tcp://127.0.0.1:{port}"
+                assert metric(values, "nwsyslog_framing_errors_total", listener=label, kind="oversize") == 1
                 writer.close()
                 await writer.wait_closed()
                 # Still serving.
@@ -208,8 +192,8 @@ def test_a_flood_keeps_memory_bounded_and_every_datagram_is_accounted_for(tmp_pa
 
                 spool = {"path": str(tmp_path / "spool.db"), "max_in_memory": 2000}
                 async with running(hostile_config(tmp_path, emulator.url, spool=spool)) as service:
-                    port = udp_port(service)
-                    udp = next(s for s in service.sources if s.kind == "udp")
+                    udp = listener(service, "udp")
+                    port = udp.port
                     await send_udp(port, [SUDO % i for i in range(200)])  # warm up
                     await until(_equals(stored, 200))
                     rss_before = _rss()
@@ -233,9 +217,9 @@ def test_a_flood_keeps_memory_bounded_and_every_datagram_is_accounted_for(tmp_pa
                     peak = max(peak, _rss())
                     assert peak - rss_before < 100 * 2**20, f"memory grew {(peak - rss_before) / 2**20:.0f} MiB"
                     values = await metrics(service)
-                    listener = f"udp://127.0.0.1:{port}"
-                    assert metric(values, "nwsyslog_overload_dropped_total", listener=listener) == udp.stats.shed
-                    assert metric(values, "nwsyslog_udp_kernel_drops_total", listener=listener) == drops
+                    label = f"udp://127.0.0.1:{port}"
+                    assert metric(values, "nwsyslog_overload_dropped_total", listener=label) == udp.stats.shed
+                    assert metric(values, "nwsyslog_udp_kernel_drops_total", listener=label) == drops
                     assert (await http.get(f"http://127.0.0.1:{service.metrics_port}/healthz")).status_code == 200
 
     run(scenario())

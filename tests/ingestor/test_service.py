@@ -23,7 +23,7 @@ from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.loop import run
 from ingestor.sender import Sender
 from ingestor.service import Service
-from ingestor.sources import udp_drops
+from ingestor.sources import Source, udp_drops
 from ingestor.spool import Spool
 
 SUDO = b"<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo %d"
@@ -43,8 +43,9 @@ def config(tmp: Path, url: str, **extra: Any) -> ServiceConfig:
 
 
 @asynccontextmanager
-async def running(cfg: ServiceConfig) -> AsyncIterator[Service]:
-    service = Service(cfg)
+async def running(cfg: ServiceConfig, config_path: Path | None = None) -> AsyncIterator[Service]:
+    """The service in-process until the block ends; `config_path` is what SIGHUP's reload reads."""
+    service = Service(cfg, config_path=config_path)
     task = asyncio.create_task(service.run())
     started = asyncio.create_task(service.started.wait())
     await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -71,8 +72,13 @@ async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float 
         await asyncio.sleep(0.05)
 
 
+def listener(service: Service, kind: str) -> Source:
+    """The service's first listener of `kind` ("udp", "tcp", "tls")."""
+    return next(s for s in service.sources if s.kind == kind)
+
+
 def tcp_port(service: Service) -> int:
-    return next(s.port for s in service.sources if s.kind == "tcp")
+    return listener(service, "tcp").port
 
 
 async def send(service: Service, lines: list[bytes]) -> None:
@@ -178,7 +184,7 @@ def test_records_waiting_for_the_spool_are_bounded_and_what_is_discarded_is_coun
             cfg = config(tmp_path, emulator.base_url, spool=spool)
             async with running(cfg) as service:
                 assert service.pipeline is not None
-                udp = next(s for s in service.sources if s.kind == "udp")
+                udp = listener(service, "udp")
                 # Hold the spool thread: nothing is committed while the datagrams arrive.
                 gate = threading.Event()
                 held = asyncio.get_running_loop().run_in_executor(service._db, gate.wait)
