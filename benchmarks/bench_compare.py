@@ -90,13 +90,18 @@ class Mix:
         return full * sum(self.records) + sum(self.records[:rest])
 
 
-def write_mix(tmp: Path) -> Mix:
-    lines = [
+def sample_lines() -> list[bytes]:
+    """Every line of samples/*.log, with a PRI (`<13>`) where the line has none."""
+    return [
         line if HAS_PRI.match(line) else b"<13>" + line
         for f in sorted((ROOT / "samples").glob("*.log"))
         for line in f.read_bytes().splitlines()
         if line.strip()
     ]
+
+
+def write_mix(tmp: Path) -> Mix:
+    lines = sample_lines()
     path = tmp / "mix.log"
     path.write_bytes(b"\n".join(lines) + b"\n")
     explained = explain_lines(load_ruleset(), lines, ExplainOptions(source="127.0.0.1"))
@@ -518,20 +523,17 @@ def serialize_rate(seconds: float) -> float:
     from ingestor.encoding import XmlEncoder
 
     corpus = ROOT.parent / "shared" / "corpus"
-    lines = bench_rules.corpus_lines(corpus) if corpus.is_dir() else write_mix_lines()
+    lines = bench_rules.corpus_lines(corpus) if corpus.is_dir() else sample_lines()
     ruleset = load_ruleset()
     rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder().encode_core)
     return rate * records / len(lines)
-
-
-def write_mix_lines() -> list[bytes]:
-    return [line for f in sorted((ROOT / "samples").glob("*.log")) for line in f.read_bytes().splitlines() if line]
 
 
 # ---------------------------------------------------------------------------------------------
 # Report
 
 
+@contextlib.contextmanager
 def running(receiver: Receiver) -> Iterator[Receiver]:
     receiver.start()
     try:
@@ -594,7 +596,7 @@ def main() -> None:
             memory: Memory | None = None
             for workers in (1, 2):
                 print(f"(a) nwsyslog run, {workers} worker(s):", flush=True)
-                with contextlib.contextmanager(running)(Nwsyslog(tmp, sink, free_port(), workers)) as receiver:
+                with running(Nwsyslog(tmp, sink, free_port(), workers)) as receiver:
                     best, _ = highest_loss_free(receiver, sender, mix, args.start, args.seconds)
                     results[receiver.name] = best
                     if workers == 1 and best is not None:
@@ -612,7 +614,7 @@ def main() -> None:
                         )
             print("(d) syslog-ng, same harness:", flush=True)
             ng = SyslogNg(tmp, sink, free_port(), syslog_ng)
-            with contextlib.contextmanager(running)(ng) as receiver:
+            with running(ng) as receiver:
                 results["syslog-ng"], _ = highest_loss_free(receiver, sender, mix, args.start * 2, args.seconds)
             version = ng.version()
             checked = sink.stats()
