@@ -525,7 +525,7 @@ def serialize_rate(seconds: float) -> float:
     corpus = ROOT.parent / "shared" / "corpus"
     lines = bench_rules.corpus_lines(corpus) if corpus.is_dir() else sample_lines()
     ruleset = load_ruleset()
-    rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder().encode_core)
+    rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder())
     return rate * records / len(lines)
 
 

@@ -146,19 +146,25 @@ class XmlEncoder(_Envelope):
         rest: list[tuple[str, object]] = [] if config.item_pairs is None else [("Item", config.item_pairs)]
         if config.IsArchiveOnly is not None:
             rest.append(("IsArchiveOnly", config.IsArchiveOnly))
-        parts = (config, self._inner(plan), self._inner(rest))
+        parts = (config, self.inner(plan), self.inner(rest))
         if len(self._static) >= 64:  # configurations are few; a reload makes new ones
             self._static.clear()
         self._static[id(config)] = parts
         return parts
 
-    def _inner(self, fields: WireFields) -> str:
+    def inner(self, fields: WireFields) -> str:
+        """The elements for `fields` as they appear inside `<ActivityRecord>` (escaped text)."""
         return (
             self.encode_fields(fields)
             .decode("utf-8")
             .removeprefix("<ActivityRecord>")
             .removesuffix("</ActivityRecord>")
         )
+
+    @staticmethod
+    def escape_text(text: str) -> str:
+        """`text` escaped as element content, as the fragments write it."""
+        return text if _XML_SPECIAL.search(text) is None else escape(text, _XML_ENTITIES)
 
     def encode_fields(self, fields: WireFields) -> bytes:
         # Inlined escaping check (one C search per value, no call when nothing needs escaping):

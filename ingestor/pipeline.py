@@ -19,16 +19,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 
-from parsers.rules.engine import RuleSet
+from parsers.rules.engine import Rule, RuleSet
 from parsers.syslog import parse_syslog, zone_for
 
 from .config import RecordFieldsConfig, SourceConfig
 from .encoding import Encoder
 from .errors import RenderError
+from .record_writer import Writer, writer_for
 from .records import RecordDefaults
 from .sources import peer_ip
 
 log = logging.getLogger("nwsyslog.pipeline")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A source's time zone, record defaults, and the record writers for those defaults (per rule).
+Settings = tuple[tzinfo, RecordDefaults, dict[Rule, Writer]]
 
 
 @dataclass
@@ -62,8 +67,8 @@ class Pipeline:
         max_pending: int | None = None,
         on_full: Callable[[], None] | None = None,
     ) -> None:
-        self.ruleset = ruleset
-        self.encode = encoder.encode_core
+        self._ruleset = ruleset
+        self._encoder = encoder
         self.stats = PipelineStats()
         self.pending: list[bytes] = []
         # Memory bound: when `pending` reaches it, `on_full` is called (the service pauses the
@@ -71,14 +76,16 @@ class Pipeline:
         self._max_pending = max_pending or sys.maxsize
         self._on_full = on_full
         fields = (records or RecordFieldsConfig()).as_mapping()
-        self._default = (zone_for(timezone), RecordDefaults.from_mapping(fields))
+        # Each set of record defaults has its writers, one per rule, made at the rule's first match.
+        self._default: Settings = (zone_for(timezone), RecordDefaults.from_mapping(fields), {})
         # Per-source settings, resolved once per address (first matching CIDR wins; a source
         # inherits the global fields it does not set).
-        self._sources = [
+        self._sources: list[tuple[IPNetwork, tzinfo, RecordDefaults, dict[Rule, Writer]]] = [
             (
                 ipaddress.ip_network(s.cidr, strict=False),
                 zone_for(s.timezone) if s.timezone else self._default[0],
                 RecordDefaults.from_mapping({**fields, **s.as_mapping()}),
+                {},
             )
             for s in sources
         ]
@@ -86,21 +93,33 @@ class Pipeline:
         # Messages read in one go share their receive time: its datetime is made once.
         self._received: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, UTC))
 
-    def _settings_for(self, peer: str) -> tuple[tzinfo, RecordDefaults]:
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rules in use; assigning a new RuleSet swaps it whole (and drops the old writers)."""
+        return self._ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset: RuleSet) -> None:
+        self._ruleset = ruleset
+        self._default[2].clear()
+        for _network, _zone, _defaults, writers in self._sources:
+            writers.clear()
+
+    def _settings_for(self, peer: str) -> Settings:
         if self._sources:
             ip = peer_ip(peer)
             if ip is None:
                 return self._default
-            for network, zone, defaults in self._sources:
+            for network, zone, defaults, writers in self._sources:
                 if ip in network:
-                    return zone, defaults
+                    return zone, defaults, writers
         return self._default
 
     def handle(self, raw: bytes, peer: str, received_at: float) -> None:
         """One message from a listener (the `Handler` signature)."""
         stats = self.stats
         stats.received += 1
-        zone, defaults = self._settings(peer)
+        zone, defaults, writers = self._settings(peer)
         stamp, received = self._received
         if received_at != stamp:
             received = datetime.fromtimestamp(received_at, UTC)
@@ -108,22 +127,26 @@ class Pipeline:
         message = parse_syslog(raw, source=peer, received_at=received, tz=zone)
         if message.parse_error is not None:
             stats.parse_errors += 1
-        match = self.ruleset.match(message)
+        match = self._ruleset.match(message)
         if match is None:
             stats.unmatched += 1
             return
+        rule = match.rule
+        write = writers.get(rule)
+        if write is None:
+            write = writers[rule] = writer_for(rule, self._encoder, defaults)
         try:
-            core = match.core(defaults)
+            fragment = write(match)
         except RenderError as exc:
             stats.render_errors_by_rule[exc.rule_id] += 1
             if stats.render_errors_by_rule[exc.rule_id] == 1:  # once per rule: the counter has the rest
                 log.warning("%s (first from %s; counted in nwsyslog_render_errors_total)", exc, peer)
             return
-        if core is None:
+        if fragment is None:
             stats.dropped += 1
             return
         pending = self.pending
-        pending.append(self.encode(core))
+        pending.append(fragment)
         stats.records += 1
         if len(pending) >= self._max_pending and self._on_full is not None:
             self._on_full()

@@ -126,7 +126,6 @@ def message_fields(message: Message) -> dict[str, str | None]:
 _NAME255 = frozenset(("Who", "Where", "ObjectType"))  # the schema caps these at 255 characters
 
 
-@dataclass(slots=True)
 class Match:
     """A rule that matched a message, with the fields its regex captured.
 
@@ -134,11 +133,32 @@ class Match:
     `wire()` makes the same record's wire fields (`record_fields()` form) directly, for the
     per-message path that only serializes it. Both come from one checked core, and a property
     test holds `wire() == record_fields(render())`.
+
+    `found` is the rule regex's match (None for a rule without a regex); `fields`, the message's
+    fields with the captured groups over them, is built only when something asks for it.
     """
 
-    rule: Rule
-    message: Message
-    fields: Mapping[str, str | None]
+    __slots__ = ("_fields", "found", "message", "rule")
+
+    def __init__(self, rule: Rule, message: Message, found: re.Match[str] | None = None) -> None:
+        self.rule = rule
+        self.message = message
+        self.found = found
+        self._fields: dict[str, str | None] | None = None
+
+    @property
+    def fields(self) -> Mapping[str, str | None]:
+        """What templates see: MESSAGE_FIELDS, overridden by the regex's named groups."""
+        fields = self._fields
+        if fields is None:
+            fields = message_fields(self.message)
+            if self.found is not None:
+                fields |= self.found.groupdict()
+            self._fields = fields
+        return fields
+
+    def __repr__(self) -> str:
+        return f"Match(rule={self.rule.id!r}, fields={dict(self.fields)!r})"
 
     def render(self, defaults: RecordDefaults | Mapping[str, Any] | None = None) -> ActivityRecord | None:
         """The Activity Record, or None for a drop rule.
@@ -354,10 +374,10 @@ class RuleSet:
                 continue
             regex = rule.regex
             if regex is None:
-                return Match(rule, message, message_fields(message))
+                return Match(rule, message)
             m = regex.search(text, 0, MAX_REGEX_INPUT)
             if m is not None:
-                return Match(rule, message, message_fields(message) | m.groupdict())
+                return Match(rule, message, m)
         return None
 
 

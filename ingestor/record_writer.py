@@ -1,0 +1,258 @@
+"""Record writers: one function per (rule, configured defaults) from a rule match to its
+request-body fragment, the transform stage's per-record step.
+
+The reference path is `encoder.encode_core(match.core(defaults))`: render every template into
+a dict of checked values, then serialize them. It is general (any encoder, any text) and it
+is what the tests define as right. For XML, a rule also gets a *compiled* writer: Python source
+generated once per rule at first use, in which every field is a local read straight from the
+regex's groups, the record's fixed parts (Action when literal, literal templates, DataSource,
+MonitoringPlan, Item) are one escaped constant, and the fragment is one f-string. It takes the
+fast route only when the outcome is plain: every value present, within its length cap, free of
+characters that need escaping or cleaning, the time zone-aware. Anything else (an empty Who, an
+`&`, a control character, a 300-character hostname) goes to the reference path, so the output
+is the reference output for every input (`tests/ingestor/test_record_writer.py` holds them
+equal on arbitrary text). About three times cheaper per record than the reference path.
+
+Generated source never contains text from a rule file: constants and templates are passed in
+as named values (`_k0`, `_t1`), regex groups are read by number, and message fields by
+attribute names fixed here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from parsers.rules.engine import MESSAGE_FIELDS, Match, Rule
+from parsers.template import Template
+
+from .encoding import Encoder, XmlEncoder
+from .records import Action, RecordDefaults, format_when
+
+Writer = Callable[[Match], bytes | None]  # the fragment, or None for a drop rule; RenderError
+
+# One search finds what the fast route cannot write as is: XML's specials (&, <, >, and CR,
+# which is written as a character reference) and every character XML 1.0 cannot carry.
+_NOT_PLAIN = re.compile("[^\t\n\u0020-\u0025\u0027-\u003b\u003d\u003f-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ACTION_TEXT = {action.value: action.value for action in Action}
+
+# How generated code reads each message field (MESSAGE_FIELDS), when no regex group shadows it.
+_MESSAGE_EXPR = {
+    "host": "(message.hostname or message.source)",
+    "source": "message.source",
+    "program": "message.program",
+    "pid": "message.pid",
+    "mnemonic": "message.mnemonic",
+    "hostname": "message.hostname",
+}
+assert set(_MESSAGE_EXPR) == set(MESSAGE_FIELDS)
+
+_CAPPED = frozenset(("Who", "Where", "ObjectType"))
+
+
+def reference_writer(encoder: Encoder, defaults: RecordDefaults) -> Writer:
+    """The general writer: `encoder.encode_core(match.core(defaults))`, for any rule."""
+    encode = encoder.encode_core
+
+    def write(match: Match) -> bytes | None:
+        core = match.core(defaults)
+        return None if core is None else encode(core)
+
+    return write
+
+
+def writer_for(rule: Rule, encoder: Encoder, defaults: RecordDefaults) -> Writer:
+    """The writer for `rule`'s records under `defaults`: compiled when the encoder is XML and
+    the rule's shape allows it, else the reference writer. Both give the same bytes."""
+    reference = reference_writer(encoder, defaults)
+    if not isinstance(encoder, XmlEncoder):
+        return reference
+    return _compile(rule, encoder, defaults, reference) or reference
+
+
+class _Source:
+    """The generated function's body and the values it refers to by name."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {}
+
+    def const(self, value: object) -> str:
+        name = f"_k{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " + text)
+
+
+def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, reference: Writer) -> Writer | None:
+    """The compiled writer, or None when the rule has a shape it does not cover (it then has
+    the reference writer: literals that need cleaning or exceed a cap are left to it)."""
+    if rule.drop:
+        return lambda match: None
+    if not rule.clean_literals:
+        return None
+    groups = rule.regex.groupindex if rule.regex is not None else {}
+    src = _Source()
+    slow = src.const(reference)
+    src.line("message = match.message")
+    if groups:
+        src.line("g = match.found.groups()")
+    uses_fields = False
+
+    def field(name: str) -> str | None:
+        if name in groups:
+            return f"g[{groups[name] - 1}]"
+        return _MESSAGE_EXPR.get(name)
+
+    def value(template: Template) -> str | None:
+        """An expression for the template's text (None when it is missing or empty)."""
+        nonlocal uses_fields
+        if template.literal is not None:
+            return src.const(template.literal)
+        if template.field is not None:
+            return field(template.field)
+        uses_fields = True
+        return f"{src.const(template)}.render(fields)"
+
+    checked: list[str] = []  # locals that go into the fragment: must be plain
+    required: list[str] = []  # locals that must not be empty
+    capped: list[str] = []  # locals capped at 255 characters (tested after `required`)
+    # Record field -> ("local", name) or ("text", escaped constant text).
+    texts: dict[str, tuple[str, str]] = {}
+    action = rule.fixed_action.value if rule.fixed_action is not None else None
+    for i, (name, _literal, _single, template, _capped) in enumerate(rule.outputs):
+        if template.literal is not None:
+            if not template.literal or (name in _CAPPED and len(template.literal) > 255):
+                return None
+            texts[name] = ("text", encoder.escape_text(template.literal))
+            continue
+        expr = value(template)
+        if expr is None:
+            return None
+        local = f"v{i}"
+        src.line(f"{local} = {expr}")
+        texts[name] = ("local", local)
+        if name == "Action":
+            src.line(f"{local} = _actions.get({local})")  # only the exact spelling; others: reference
+            required.append(local)
+            continue
+        checked.append(local)
+        if name == "Workstation":
+            src.line(f"if not {local}:")  # empty: the message's source instead, as the reference
+            src.line(f"    {local} = {field('source')}")
+            continue
+        required.append(local)
+        if name in _CAPPED:
+            capped.append(local)
+    if "Where" not in texts:
+        src.line('where = message.hostname or message.source or "unknown"')
+        texts["Where"] = ("local", "where")
+        checked.append("where")
+        capped.append("where")
+    if "Workstation" not in texts:
+        src.line(f"ws = {field('source')}")
+        texts["Workstation"] = ("local", "ws")
+        checked.append("ws")
+
+    details: list[str] = []
+    for j, (name_t, before_t, after_t) in enumerate(rule.details.values()):
+        parts = []
+        for kind, part in (("Before", before_t), ("After", after_t)):
+            if part is None:
+                continue
+            expr = value(part)
+            if expr is None:
+                return None
+            local = f"d{j}{kind[0].lower()}"
+            src.line(f"{local} = {expr}")
+            checked.append(local)
+            parts.append((kind, local))
+        if not parts:
+            continue
+        present = " or ".join(local for _, local in parts)
+        if name_t.literal is not None:
+            if not name_t.literal or len(name_t.literal) > 255:
+                return None
+            head = src.const(f"<Detail><PropertyName>{encoder.escape_text(name_t.literal)}</PropertyName>")
+            condition = present
+        else:
+            expr = value(name_t)
+            if expr is None:
+                return None
+            src.line(f"p{j} = ({expr}) if ({present}) else None")
+            checked.append(f"p{j}")
+            capped.append(f"(p{j} or '')")
+            head = f'f"<Detail><PropertyName>{{p{j}}}</PropertyName>"'
+            condition = f"p{j}"
+        if len(parts) == 1:  # the usual shape: one value (the condition implies it is present)
+            kind, local = parts[0]
+            body = f'{head} + f"<{kind}>{{{local}}}</{kind}></Detail>"'
+        else:
+            body = " + ".join(
+                [head]
+                + [f'(f"<{kind}>{{{local}}}</{kind}>" if {local} else "")' for kind, local in parts]
+                + ['"</Detail>"']
+            )
+        src.line(f'x{j} = ({body}) if ({condition}) else ""')
+        details.append(f"x{j}")
+
+    if uses_fields:
+        src.lines.insert(2 if groups else 1, "    fields = match.fields")
+    src.line("when = message.timestamp or message.received_at")
+    tests = [f"not {local}" for local in required]
+    tests += [f"len({local}) > 255" for local in capped]
+    tests.append("when.utcoffset() is None")
+    plain = "".join(f"{{{local}}}" for local in checked)
+    tests.append(f'_not_plain(f"{plain}") is not None')
+    src.line(f"if {' or '.join(tests)}:")
+    src.line(f"    return {slow}(match)")
+
+    def put(kind: str, text: str) -> str:
+        return "{" + (text if kind == "local" else src.const(text)) + "}"
+
+    head = "<ActivityRecord><Who>" + put(*texts["Who"]) + "</Who><Action>"
+    head += put("text", encoder.escape_text(action)) if action is not None else put(*texts["Action"])
+    head += "</Action><What>" + put(*texts["What"]) + "</What><When>{format_when(when)}</When>"
+    head += "<Where>" + put(*texts["Where"]) + "</Where><ObjectType>" + put(*texts["ObjectType"]) + "</ObjectType>"
+    fragment = ['f"' + head + '"']
+    kind, ws = texts["Workstation"]
+    if kind == "local":
+        fragment.append(f'(f"<Workstation>{{{ws}}}</Workstation>" if {ws} else "")')
+    else:
+        fragment.append(src.const(f"<Workstation>{ws}</Workstation>"))
+    fragment.append(src.const(_static_after_workstation(rule, encoder, defaults)))
+    if details:
+        src.line(f"dl = {' + '.join(details)}")
+        fragment.append('("<DetailList>" + dl + "</DetailList>" if dl else "")')
+    fragment.append('"</ActivityRecord>"')
+    src.line(f"return ({' + '.join(fragment)}).encode()")
+
+    code = "def write(match):\n" + "\n".join(src.lines) + "\n"
+    namespace: dict[str, Any] = {
+        **src.names,
+        "_actions": _ACTION_TEXT,
+        "_not_plain": _NOT_PLAIN.search,
+        "format_when": format_when,
+    }
+    exec(compile(code, f"<record writer for rule {rule.id}>", "exec"), namespace)
+    write: Writer = namespace["write"]
+    write.source = code  # type: ignore[attr-defined]  # for debugging and tests
+    return write
+
+
+def _static_after_workstation(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults) -> str:
+    """MonitoringPlan, DataSource, Item and IsArchiveOnly as the reference path writes them."""
+    data_source = defaults.DataSource if defaults.DataSource is not None else rule.data_source
+    fields: list[tuple[str, object]] = []
+    if defaults.plan_pairs is not None:
+        fields.append(("MonitoringPlan", defaults.plan_pairs))
+    if data_source is not None:
+        fields.append(("DataSource", data_source))
+    if defaults.item_pairs is not None:
+        fields.append(("Item", defaults.item_pairs))
+    if defaults.IsArchiveOnly is not None:
+        fields.append(("IsArchiveOnly", defaults.IsArchiveOnly))
+    return encoder.inner(fields)
