@@ -13,8 +13,8 @@ characters that need escaping or cleaning, the time zone-aware. Anything else (a
 is the reference output for every input (`tests/ingestor/test_record_writer.py` holds them
 equal on arbitrary text). About three times cheaper per record than the reference path.
 
-Generated source never contains text from a rule file: constants and templates are passed in
-as named values (`_k0`, `_t1`), regex groups are read by number, and message fields by
+Generated source never contains text from a rule file: constants and filter functions are
+passed in as named values (`_k0`, `_k1`), regex groups are read by number, and message fields by
 attribute names fixed here.
 """
 
@@ -77,6 +77,11 @@ class _Source:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {}
+        self.count = 0
+
+    def local(self) -> str:
+        self.count += 1
+        return f"t{self.count}"
 
     def const(self, value: object) -> str:
         name = f"_k{len(self.names)}"
@@ -100,7 +105,6 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
     src.line("message = match.message")
     if groups:
         src.line("g = match.found.groups()")
-    uses_fields = False
 
     def field(name: str) -> str | None:
         if name in groups:
@@ -108,14 +112,38 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         return _MESSAGE_EXPR.get(name)
 
     def value(template: Template) -> str | None:
-        """An expression for the template's text (None when it is missing or empty)."""
-        nonlocal uses_fields
+        """An expression for the template's text: a constant, a field, or a local computed by
+        lines written here (None when the text is missing or empty, as `render` gives it; a
+        filtered value that comes out "" may be "" here where `render` gives None: every use
+        treats the two alike)."""
         if template.literal is not None:
             return src.const(template.literal)
         if template.field is not None:
             return field(template.field)
-        uses_fields = True
-        return f"{src.const(template)}.render(fields)"
+        pieces: list[str] = []
+        needed: list[str] = []  # parts without a default: when one is empty, so is the text
+        for part in template.parts:
+            if isinstance(part, str):
+                pieces.append(src.const(part))
+                continue
+            names = [field(name) for name in (part.name, *part.alternatives)]
+            known = [name for name in names if name is not None]
+            if len(known) < len(names):
+                return None
+            local = src.local()
+            src.line(f"{local} = {' or '.join(known)}")
+            if part.default is not None:
+                src.line(f"{local} = {local} or {src.const(part.default)}")
+            else:
+                needed.append(local)
+            for fn in part.filters:
+                call = f"{local} = {src.const(fn)}({local})"
+                src.line(call if part.default is not None else f"if {local}: {call}")
+            pieces.append(local)
+        result = src.local()
+        text = 'f"' + "".join("{" + piece + "}" for piece in pieces) + '"'
+        src.line(f"{result} = {text} if {' and '.join(needed)} else None" if needed else f"{result} = {text}")
+        return result
 
     checked: list[str] = []  # locals that go into the fragment: must be plain
     required: list[str] = []  # locals that must not be empty
@@ -199,8 +227,6 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         src.line(f'x{j} = ({body}) if ({condition}) else ""')
         details.append(f"x{j}")
 
-    if uses_fields:
-        src.lines.insert(2 if groups else 1, "    fields = match.fields")
     src.line("when = message.timestamp or message.received_at")
     tests = [f"not {local}" for local in required]
     tests += [f"len({local}) > 255" for local in capped]

@@ -32,7 +32,9 @@ class TemplateError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Field:
+class FieldRef:
+    """One `{name|filter|or:other|default:text}` part of a template."""
+
     name: str
     filters: tuple[Filter, ...]
     default: str | None
@@ -66,7 +68,7 @@ class Template:
         'ALICE on console'
     """
 
-    __slots__ = ("_parts", "field", "fields", "literal", "source")
+    __slots__ = ("field", "fields", "literal", "parts", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -74,7 +76,7 @@ class Template:
             tokens = _GRAMMAR.parse_string(source, parse_all=True)
         except pp.ParseBaseException as exc:
             raise TemplateError(f"cannot read template {source!r}: unbalanced or misplaced brace", exc.col) from None
-        parts: list[str | _Field] = []
+        parts: list[str | FieldRef] = []
         for token in tokens:
             if isinstance(token, str):
                 parts.append(token)
@@ -95,19 +97,19 @@ class Template:
                     raise TemplateError(
                         f"unknown filter {step['filter']!r} (known: {known}, or:FIELD, default:VALUE)", column
                     )
-            parts.append(_Field(token["name"], tuple(filters), default, tuple(alternatives)))
-        self._parts = tuple(parts)
-        self.fields = frozenset(name for p in parts if isinstance(p, _Field) for name in (p.name, *p.alternatives))
+            parts.append(FieldRef(token["name"], tuple(filters), default, tuple(alternatives)))
+        self.parts: tuple[str | FieldRef, ...] = tuple(parts)  # literal text and field references
+        self.fields = frozenset(name for p in parts if isinstance(p, FieldRef) for name in (p.name, *p.alternatives))
         # The two common shapes, for callers on the per-message path to use without a call:
         # `literal` is the whole text of a template without fields, `field` the name in "{name}".
         self.literal: str | None = "".join(p for p in parts if isinstance(p, str)) if not self.fields else None
         only = parts[0] if len(parts) == 1 else None
-        plain = isinstance(only, _Field) and not only.filters and only.default is None and not only.alternatives
-        self.field: str | None = only.name if plain and isinstance(only, _Field) else None
+        plain = isinstance(only, FieldRef) and not only.filters and only.default is None and not only.alternatives
+        self.field: str | None = only.name if plain and isinstance(only, FieldRef) else None
 
     def render(self, fields: Mapping[str, str | None]) -> str | None:
         """The text for these captured fields; None if a required field is missing or empty."""
-        parts = self._parts
+        parts = self.parts
         if len(parts) == 1:  # the common shapes, "{user}" and "literal", without the loop
             only = parts[0]
             if isinstance(only, str):
@@ -115,7 +117,7 @@ class Template:
             if not only.filters and only.default is None and not only.alternatives:
                 return fields.get(only.name) or None
         out: list[str] = []
-        for part in self._parts:
+        for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
