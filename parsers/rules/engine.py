@@ -86,7 +86,8 @@ class Rule:
             single = self.contains[0]
         object.__setattr__(self, "literal", single)
         object.__setattr__(self, "literals", several or ())
-        object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or self.contains))
+        contains = not _implied(self.contains, single, several or ())
+        object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or contains))
         action = self.record.get("Action")
         if action is not None and action.literal is not None:
             object.__setattr__(self, "fixed_action", Action(action.literal))
@@ -109,6 +110,16 @@ class Rule:
         if self.facilities and message.facility not in self.facilities:
             return False
         return not self.contains or any(map(message.text.__contains__, self.contains))
+
+
+def _implied(contains: tuple[str, ...], single: str | None, several: tuple[str, ...]) -> bool:
+    """Whether the literal scans that run before a rule's regex (`single`, or one of `several`)
+    already prove that the text holds one of the `contains` literals."""
+    if not contains:
+        return True
+    if single is not None and any(c in single for c in contains):
+        return True
+    return bool(several) and all(any(c in alt for c in contains) for alt in several)
 
 
 def message_fields(message: Message) -> dict[str, str | None]:

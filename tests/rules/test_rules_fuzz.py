@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestor.encoding import XmlEncoder
 from ingestor.errors import RenderError
 from ingestor.records import ActivityRecord, record_fields
-from parsers.rules.engine import RuleSet
-from parsers.rules.loader import load_ruleset
-from parsers.syslog import parse_syslog
+from parsers.rules.engine import MAX_REGEX_INPUT, Rule, RuleSet, build_ruleset, compile_pack
+from parsers.rules.loader import builtin_dir, load_ruleset
+from parsers.syslog import Message, parse_syslog
+from parsers.yamlfile import load_yaml
 
 
 @functools.cache
@@ -89,3 +92,119 @@ def test_an_overlong_user_is_cut_to_the_schema_limit() -> None:
         b"<86>Mar  4 10:00:01 h sshd[1]: Failed password for " + b"u" * 400 + b" from 192.0.2.1 port 1 ssh2"
     )
     assert record is not None and len(record.Who) == 255
+
+
+def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
+    """The rule the engine must pick, found the slow way: every rule in file order (fallback
+    rules last), every condition checked as the rule file states it."""
+    ordered = [r for r in ruleset.rules if not r.fallback] + [r for r in ruleset.rules if r.fallback]
+    mnemonic = message.mnemonic
+    for rule in ordered:
+        if rule.programs and message.program not in rule.programs:
+            continue
+        if rule.mnemonics and not (
+            mnemonic and (mnemonic in rule.mnemonics or mnemonic.rpartition("-")[2] in rule.mnemonics)
+        ):
+            continue
+        if rule.facilities and message.facility not in rule.facilities:
+            continue
+        if rule.contains and not any(c in message.text for c in rule.contains):
+            continue
+        if rule.regex is not None and rule.regex.search(message.text, 0, MAX_REGEX_INPUT) is None:
+            continue
+        return rule
+    return None
+
+
+@functools.cache
+def real_lines() -> list[bytes]:
+    corpus = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+    files = sorted(builtin_dir().glob("*/tests/*.log")) + sorted(corpus.rglob("*.log"))
+    return [line for f in files for line in f.read_bytes().splitlines() if line.strip()]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(index=st.integers(min_value=0), cut=st.integers(0, 300), insert=TAILS)
+def test_the_index_picks_the_rule_a_linear_scan_picks(index: int, cut: int, insert: bytes) -> None:
+    """Indexing, merged candidate lists, literal prefilters and the checks they make redundant
+    change how fast a rule is found, never which."""
+    lines = real_lines()
+    line = lines[index % len(lines)]
+    message = parse_syslog(line[:cut] + insert + line[cut:], source="192.0.2.1")
+    match = rules().match(message)
+    assert (match.rule if match else None) is linear_match(rules(), message)
+
+
+def test_every_real_line_gets_the_rule_a_linear_scan_picks() -> None:
+    for line in real_lines():
+        message = parse_syslog(line, source="192.0.2.1")
+        match = rules().match(message)
+        assert (match.rule if match else None) is linear_match(rules(), message), line
+
+
+# Small rule sets over a tiny alphabet, so that every condition (index keys, `contains`, the
+# regex's required literals) is often the one that decides.
+RULE_SPECS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "program": st.sampled_from([None, "a", "b"]),
+            "mnemonic": st.sampled_from([None, "X-5-Y", "Y"]),
+            "contains": st.lists(st.sampled_from(["x", "yy", "x y", "zx", "tally"]), max_size=2),
+            "regex": st.sampled_from([None, "x", "yy", "x y+", "(?:zx|yx) ", "(?:x y|pam_tally)", "^z", "y$"]),
+            "fallback": st.booleans(),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def spec_ruleset(specs: list[dict[str, object]]) -> RuleSet:
+    rules = []
+    for i, spec in enumerate(specs):
+        match = {k: spec[k] for k in ("program", "mnemonic", "contains", "regex") if spec[k]}
+        if not match:
+            match = {"contains": ["x"]}
+        rules.append(
+            {
+                "id": f"r{i}",
+                "description": "generated",
+                "match": match,
+                "fallback": spec["fallback"],
+                "record": {"Action": "Read", "ObjectType": "t", "Who": "w", "What": f"r{i}"},
+                "examples": [{"line": "q", "unmatched": True}],
+            }
+        )
+    return build_ruleset([compile_pack(load_yaml("gen.yaml", yaml.safe_dump({"pack": "gen", "rules": rules})))])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    specs=RULE_SPECS,
+    texts=st.lists(st.text(alphabet="xyz pamtl_", max_size=14), min_size=1, max_size=8),
+    program=st.sampled_from(["a", "b", "c"]),
+    mnemonic=st.sampled_from(["", "%X-5-Y: ", "%Q-5-Y: ", "%X-5-Z: "]),
+)
+def test_generated_rules_pick_what_a_linear_scan_picks(
+    specs: list[dict[str, object]], texts: list[str], program: str, mnemonic: str
+) -> None:
+    ruleset = spec_ruleset(specs)
+    for text in texts:
+        message = parse_syslog(f"<13>Jan  1 00:00:00 h {program}[1]: {mnemonic}{text}".encode(), source="192.0.2.1")
+        match = ruleset.match(message)
+        assert (match.rule if match else None) is linear_match(ruleset, message), (text, message.mnemonic)
+
+
+def test_contains_is_checked_unless_every_literal_alternative_implies_it() -> None:
+    # Only one of the regex's alternatives holds one of the `contains` literals: a text with the
+    # other must still pass the `contains` test, so it does not match.
+    spec = {
+        "program": "a",
+        "mnemonic": None,
+        "contains": ["tally", "zz"],
+        "regex": "(?:x y|pam_tally)",
+        "fallback": False,
+    }
+    ruleset = spec_ruleset([spec])
+    assert ruleset.match(parse_syslog(b"<13>Jan  1 00:00:00 h a[1]: x y", source="192.0.2.1")) is None
+    assert ruleset.match(parse_syslog(b"<13>Jan  1 00:00:00 h a[1]: pam_tally", source="192.0.2.1")) is not None
