@@ -9,7 +9,7 @@ Prints, for this machine:
     expected records missing, with one worker and with `--workers 2`; the kernel's receive-drop
     count for the listening port beside each rate;
 (b) parse + map + serialize records/s on one core (the same work without sockets, in this
-    process: `benchmarks/bench_rules.py`'s last figure);
+    process: `benchmarks/bench_rules.py`'s built-in figure);
 (c) the peak resident memory of `nwsyslog run` (all its processes) while it is offered twice its
     loss-free rate for `--rss-seconds`, with what it had to drop counted;
 (d) the same harness with syslog-ng (Debian's syslog-ng-core and syslog-ng-mod-http, installed

@@ -314,7 +314,9 @@ def _bsd_time(
         return None
 
 
-_STAMPS: dict[tuple[str, tzinfo, int, int, int, int], datetime] = {}
+_STAMPS: dict[tuple[str, tzinfo, int], datetime] = {}
+# The last receive time seen, its zone, its local time there and its hour as yyyymmddhh.
+_LAST_HOUR: tuple[datetime | None, tzinfo | None, datetime, int] = (None, None, datetime(1970, 1, 1, tzinfo=UTC), 0)
 _STABLE_AHEAD, _STABLE_PAST = timedelta(days=6), timedelta(days=-300)
 
 
@@ -327,8 +329,16 @@ def _cached_bsd_time(
     computing once. Exact: an entry is kept only when its time is at most six days ahead of the
     receive time (so it stays accepted) and at most 300 days behind (so the year after it, which
     was refused as more than a week ahead, stays refused) for every receive time in that hour."""
-    now = msg.received_at.astimezone(tz)
-    key = (stamp, tz, now.year, now.month, now.day, now.hour)
+    global _LAST_HOUR
+    received = msg.received_at
+    last = _LAST_HOUR  # one read: other threads may replace it, never change it
+    if last[0] is received and last[1] is tz:
+        now, hour = last[2], last[3]
+    else:  # messages read in one go share one receive time: this runs once for them all
+        now = received.astimezone(tz)
+        hour = ((now.year * 100 + now.month) * 100 + now.day) * 100 + now.hour
+        _LAST_HOUR = (received, tz, now, hour)
+    key = (stamp, tz, hour)
     when = _STAMPS.get(key)
     if when is None:
         when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
@@ -340,7 +350,8 @@ def _cached_bsd_time(
 
 
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
-    if fast and (m := _FAST_CISCO.match(line)) is not None:
+    # Cisco's shape starts with its sequence number: other lines need not try it.
+    if fast and line[:1].isdigit() and (m := _FAST_CISCO.match(line)) is not None:
         if m["y"] is None:  # the usual IOS stamp: its year decided once per stamp and hour
             when = _cached_bsd_time(msg, tz, line[m.start("mon") : m.end() - 2], m, m["frac"], m["tz"])
         else:
@@ -358,7 +369,18 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             m = _FAST_LINUX_ISO.match(line)
             when = _iso_local(m, tz) if m is not None else None
         elif (m := _FAST_LINUX.match(line)) is not None:
+            # The most common line of all, finished here: fields in one unpacking, and no call
+            # for the header test when the text's first character cannot start more header.
+            end = m.end()
             when = _cached_bsd_time(msg, tz, line[: m.end("s")], m)
+            if when is not None and (line[end : end + 1] not in _HEADER_START or not _more_header(line, end)):
+                msg.timestamp = when
+                _, _, _, _, _, msg.hostname, msg.program, msg.pid = m.groups()
+                text = msg.text = line[end:]
+                if "%" in text:
+                    _split_mnemonic(msg, text)
+                return
+            m = None
         else:
             m = _FAST_LINUX_NOTIME.match(line)
             when = None
@@ -448,6 +470,11 @@ def _iso_local(m: re.Match[str], tz: tzinfo) -> datetime | None:
         )  # fmt: skip
     except ValueError:
         return None
+
+
+# What can start more header after a tag: a digit, "*", ".", "%", a month's first letter
+# (`_more_header` decides); any other first character, or none, cannot.
+_HEADER_START = frozenset("0123456789*.%jfmasondJFMASOND")
 
 
 def _more_header(line: str, pos: int) -> bool:
