@@ -317,7 +317,10 @@ def _bsd_time(
 _STAMPS: dict[tuple[str, tzinfo, int], datetime] = {}
 # The last receive time seen, its zone, its local time there and its hour as yyyymmddhh.
 _LAST_HOUR: tuple[datetime | None, tzinfo | None, datetime, int] = (None, None, datetime(1970, 1, 1, tzinfo=UTC), 0)
-_STABLE_AHEAD, _STABLE_PAST = timedelta(days=6), timedelta(days=-300)
+# Ahead: a time kept at <= 6 days ahead is <= 7 days ahead of any receive time in the hour.
+# Behind: at >= -357 days, the same date a year later (365 days on, an hour less across a DST
+# change) is >= 8 days minus an hour ahead, so stays refused for any receive time in the hour.
+_STABLE_AHEAD, _STABLE_PAST = timedelta(days=6), timedelta(days=-357)
 
 
 def _cached_bsd_time(
@@ -327,7 +330,7 @@ def _cached_bsd_time(
     15:16:01.123 CEST", whose fraction and zone are then part of `stamp`), remembered per stamp
     text, zone and receive hour: many lines share a second, and the year decision only needs
     computing once. Exact: an entry is kept only when its time is at most six days ahead of the
-    receive time (so it stays accepted) and at most 300 days behind (so the year after it, which
+    receive time (so it stays accepted) and at most 357 days behind (so the year after it, which
     was refused as more than a week ahead, stays refused) for every receive time in that hour."""
     global _LAST_HOUR
     received = msg.received_at
