@@ -314,7 +314,8 @@ def _bsd_time(
         return None
 
 
-_STAMPS: dict[tuple[str, tzinfo, int], datetime] = {}
+_STAMPS: dict[tuple[str, str | None, tzinfo, int], datetime] = {}
+_FRACTIONS: dict[str, timedelta] = {}  # "345" -> 345 ms
 # The last receive time seen, its zone, its local time there and its hour as yyyymmddhh.
 _LAST_HOUR: tuple[datetime | None, tzinfo | None, datetime, int] = (None, None, datetime(1970, 1, 1, tzinfo=UTC), 0)
 # Ahead: a time kept at <= 6 days ahead is <= 7 days ahead of any receive time in the hour.
@@ -327,9 +328,11 @@ def _cached_bsd_time(
     msg: Message, tz: tzinfo, stamp: str, m: re.Match[str], frac: str | None = None, zone_text: str | None = None
 ) -> datetime | None:
     """`_bsd_time` for a yearless stamp such as "Jun 14 15:16:01" (or Cisco's "Jun 14
-    15:16:01.123 CEST", whose fraction and zone are then part of `stamp`), remembered per stamp
-    text, zone and receive hour: many lines share a second, and the year decision only needs
-    computing once. Exact: an entry is kept only when its time is at most six days ahead of the
+    15:16:01.123 CEST": `stamp` is its text up to the seconds, with `frac` and `zone_text`
+    apart), remembered to the second per stamp, zone text, zone and receive hour: many lines
+    share a second (Cisco's share it with their own milliseconds, which cannot move a decision
+    that is days from its edge), and the year decision only needs computing once. Exact: an
+    entry is kept only when its time is at most six days ahead of the
     receive time (so it stays accepted) and at most 357 days behind (so the year after it, which
     was refused as more than a week ahead, stays refused) for every receive time in that hour."""
     global _LAST_HOUR
@@ -341,14 +344,22 @@ def _cached_bsd_time(
         now = received.astimezone(tz)
         hour = ((now.year * 100 + now.month) * 100 + now.day) * 100 + now.hour
         _LAST_HOUR = (received, tz, now, hour)
-    key = (stamp, tz, hour)
-    when = _STAMPS.get(key)
-    if when is None:
-        when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
-        if when is not None and _STABLE_PAST <= when - now <= _STABLE_AHEAD:
-            if len(_STAMPS) >= 8192:
-                _STAMPS.clear()
-            _STAMPS[key] = when
+    key = (stamp, zone_text, tz, hour)
+    second = _STAMPS.get(key)
+    if second is not None:
+        if not frac:
+            return second
+        fraction = _FRACTIONS.get(frac)
+        if fraction is None:
+            if len(_FRACTIONS) >= 4096:
+                _FRACTIONS.clear()
+            fraction = _FRACTIONS[frac] = timedelta(microseconds=_micros(frac))
+        return second + fraction  # (adding is ~20 times cheaper than replace(microsecond=...))
+    when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
+    if when is not None and _STABLE_PAST <= when - now <= _STABLE_AHEAD:
+        if len(_STAMPS) >= 8192:
+            _STAMPS.clear()
+        _STAMPS[key] = when.replace(microsecond=0) if frac else when
     return when
 
 
@@ -356,7 +367,7 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     # Cisco's shape starts with its sequence number: other lines need not try it.
     if fast and line[:1].isdigit() and (m := _FAST_CISCO.match(line)) is not None:
         if m["y"] is None:  # the usual IOS stamp: its year decided once per stamp and hour
-            when = _cached_bsd_time(msg, tz, line[m.start("mon") : m.end() - 2], m, m["frac"], m["tz"])
+            when = _cached_bsd_time(msg, tz, line[m.start("mon") : m.end("s")], m, m["frac"], m["tz"])
         else:
             when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
         if when is not None:
