@@ -430,11 +430,10 @@ class Service:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_feeder.wait(), 1.0)
                 continue
-            for row_id, data in rows:
-                await client.submit_entry(Entry(row_id, data))
-                last_id = row_id
-                if client.error is not None:
-                    break
+            entries = list(map(Entry._make, rows))
+            taken = await client.submit_entries(entries)
+            if taken:
+                last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id
 
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""

@@ -3,6 +3,7 @@
 import asyncio
 from collections import Counter
 
+from ingestor.batcher import Entry
 from ingestor.client import MemoryQuarantine, NetwrixClient
 from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig
 from ingestor.errors import AuthError
@@ -151,3 +152,70 @@ async def _flush_error(client):
     except AuthError as exc:
         return exc
     return None
+
+
+def _entries(client: NetwrixClient, records) -> list[Entry]:
+    return [Entry(i, client.encoder.encode(record)) for i, record in enumerate(records)]
+
+
+def test_submit_entries_delivers_what_one_by_one_delivers(emulator):
+    """Chunks of entries (the spool feeder's way): every record once, in batches within the
+    server's limit, the oversized one quarantined, nothing left."""
+    server = emulator(max_body_bytes=16384, fail_rate=0.2, fail_status=503, seed=7)
+    quarantine = MemoryQuarantine()
+    netwrix = NetwrixConfig(url=server.base_url, retry=FAST_RETRY, max_in_flight=2)
+    batching = BatchConfig(max_batch_bytes=12_000, max_batch_records=40, linger=0.05)
+    records = [make_record(i, What="x" * 13_000) if i == 333 else make_record(i) for i in range(1000)]
+
+    async def go():
+        async with NetwrixClient(netwrix, batching, quarantine=quarantine) as client:
+            entries = _entries(client, records)
+            taken = 0
+            for start in range(0, len(entries), 128):
+                taken += await client.submit_entries(entries[start : start + 128])
+            await client.flush()
+            return taken, client.pending()
+
+    taken, pending = run(go())
+    assert taken == 1000 and pending == []
+    assert [entry.key for entry, _ in quarantine.items] == [333]
+    stored = Counter(r["What"] for r in enum_all(server.base_url))
+    assert stored == Counter(f"session #{i} on vty0" for i in range(1000) if i != 333)
+    assert server.emulator.stats["status_413"] == 0 and server.emulator.stats["faults"] > 0
+
+
+def test_submit_entries_stops_at_a_halt_and_keeps_what_it_took(emulator):
+    server = emulator(user=("writer", "right"))
+    netwrix = NetwrixConfig(
+        url=server.base_url, auth=AuthConfig(method="basic", username="writer", password="wrong"), max_in_flight=1
+    )
+    batching = BatchConfig(max_batch_records=5, linger=0.01)
+
+    async def go():
+        async with NetwrixClient(netwrix, batching) as client:
+            entries = _entries(client, [make_record(i) for i in range(500)])
+            taken = await client.submit_entries(entries)
+            error = await asyncio.wait_for(_flush_error(client), 10)
+            return taken, error, [e.key for e in client.pending()]
+
+    taken, error, pending = run(go())
+    assert isinstance(error, AuthError)
+    assert 0 < taken < 500  # it stopped taking entries once delivery halted
+    assert pending == list(range(taken))
+
+
+def test_submit_entries_leaves_a_partial_batch_to_the_linger_timer(emulator):
+    server = emulator()
+    netwrix = NetwrixConfig(url=server.base_url)
+
+    async def go():
+        async with NetwrixClient(netwrix, BatchConfig(linger=0.05)) as client:
+            await client.submit_entries(_entries(client, [make_record(i) for i in range(3)]))
+            for _ in range(200):
+                if server.emulator.store.total == 3:
+                    break
+                await asyncio.sleep(0.01)
+            return server.emulator.store.total, client.pending()
+
+    total, pending = run(go())
+    assert total == 3 and pending == []
