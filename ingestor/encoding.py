@@ -116,19 +116,13 @@ class XmlEncoder(_Envelope):
             values += (prop, before or "", after or "")
         if _XML_SPECIAL.search("".join(values)) is not None:
             return self.encode_fields(core_fields(core))
-        static = self._static.get(id(config))
-        if static is None or static[0] is not config:
-            static = self._static_parts(config)
         out = (
             f"<ActivityRecord><Who>{who}</Who><Action>{_ACTION_TEXT[action]}</Action><What>{what}</What>"
             f"<When>{format_when(when)}</When><Where>{where}</Where><ObjectType>{object_type}</ObjectType>"
         )
         if workstation is not None:
             out += f"<Workstation>{workstation}</Workstation>"
-        out += static[1]
-        if data_source is not None:
-            out += f"<DataSource>{data_source}</DataSource>"
-        out += static[2]
+        out += self.config_elements(config, data_source)
         if details:
             out += "<DetailList>"
             for prop, before, after in details:
@@ -141,19 +135,28 @@ class XmlEncoder(_Envelope):
             out += "</DetailList>"
         return (out + "</ActivityRecord>").encode("utf-8")
 
+    def config_elements(self, config: RecordDefaults, data_source: str | None) -> str:
+        """MonitoringPlan, DataSource, Item and IsArchiveOnly, escaped, as a fragment has them
+        after Workstation: what configuration (and a rule pack's data source) supply."""
+        static = self._static.get(id(config))
+        if static is None or static[0] is not config:
+            static = self._static_parts(config)
+        if data_source is None:
+            return static[1] + static[2]
+        return f"{static[1]}<DataSource>{self.escape_text(data_source)}</DataSource>{static[2]}"
+
     def _static_parts(self, config: RecordDefaults) -> tuple[RecordDefaults, str, str]:
         plan: list[tuple[str, object]] = [] if config.plan_pairs is None else [("MonitoringPlan", config.plan_pairs)]
         rest: list[tuple[str, object]] = [] if config.item_pairs is None else [("Item", config.item_pairs)]
         if config.IsArchiveOnly is not None:
             rest.append(("IsArchiveOnly", config.IsArchiveOnly))
-        parts = (config, self.inner(plan), self.inner(rest))
+        parts = (config, self._inner(plan), self._inner(rest))
         if len(self._static) >= 64:  # configurations are few; a reload makes new ones
             self._static.clear()
         self._static[id(config)] = parts
         return parts
 
-    def inner(self, fields: WireFields) -> str:
-        """The elements for `fields` as they appear inside `<ActivityRecord>` (escaped text)."""
+    def _inner(self, fields: WireFields) -> str:
         return (
             self.encode_fields(fields)
             .decode("utf-8")

@@ -48,8 +48,6 @@ _MESSAGE_EXPR = {
 }
 assert set(_MESSAGE_EXPR) == set(MESSAGE_FIELDS)
 
-_CAPPED = frozenset(("Who", "Where", "ObjectType"))
-
 
 def reference_writer(encoder: Encoder, defaults: RecordDefaults) -> Writer:
     """The general writer: `encoder.encode_core(match.core(defaults))`, for any rule."""
@@ -69,6 +67,10 @@ def writer_for(rule: Rule, encoder: Encoder, defaults: RecordDefaults) -> Writer
     if not isinstance(encoder, XmlEncoder):
         return reference
     return _compile(rule, encoder, defaults, reference) or reference
+
+
+class _Unsupported(Exception):
+    """A rule shape the generator leaves to the reference writer."""
 
 
 class _Source:
@@ -99,6 +101,13 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         return lambda match: None
     if not rule.clean_literals:
         return None
+    try:
+        return _generate(rule, encoder, defaults, reference)
+    except _Unsupported:
+        return None
+
+
+def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, reference: Writer) -> Writer:
     groups = rule.regex.groupindex if rule.regex is not None else {}
     src = _Source()
     slow = src.const(reference)
@@ -106,12 +115,14 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
     if groups:
         src.line("g = match.found.groups()")
 
-    def field(name: str) -> str | None:
+    def field(name: str) -> str:
         if name in groups:
             return f"g[{groups[name] - 1}]"
-        return _MESSAGE_EXPR.get(name)
+        if name not in _MESSAGE_EXPR:
+            raise _Unsupported(name)
+        return _MESSAGE_EXPR[name]
 
-    def value(template: Template) -> str | None:
+    def value(template: Template) -> str:
         """An expression for the template's text: a constant, a field, or a local computed by
         lines written here (None when the text is missing or empty, as `render` gives it; a
         filtered value that comes out "" may be "" here where `render` gives None: every use
@@ -126,12 +137,8 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
             if isinstance(part, str):
                 pieces.append(src.const(part))
                 continue
-            names = [field(name) for name in (part.name, *part.alternatives)]
-            known = [name for name in names if name is not None]
-            if len(known) < len(names):
-                return None
             local = src.local()
-            src.line(f"{local} = {' or '.join(known)}")
+            src.line(f"{local} = {' or '.join(field(name) for name in (part.name, *part.alternatives))}")
             if part.default is not None:
                 src.line(f"{local} = {local} or {src.const(part.default)}")
             else:
@@ -151,17 +158,14 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
     # Record field -> ("local", name) or ("text", escaped constant text).
     texts: dict[str, tuple[str, str]] = {}
     action = rule.fixed_action.value if rule.fixed_action is not None else None
-    for i, (name, _literal, _single, template, _capped) in enumerate(rule.outputs):
-        if template.literal is not None:
-            if not template.literal or (name in _CAPPED and len(template.literal) > 255):
-                return None
-            texts[name] = ("text", encoder.escape_text(template.literal))
+    for i, (name, literal, _single, template, is_capped) in enumerate(rule.outputs):
+        if literal is not None:
+            if not literal or (is_capped and len(literal) > 255):
+                raise _Unsupported(name)
+            texts[name] = ("text", encoder.escape_text(literal))
             continue
-        expr = value(template)
-        if expr is None:
-            return None
         local = f"v{i}"
-        src.line(f"{local} = {expr}")
+        src.line(f"{local} = {value(template)}")
         texts[name] = ("local", local)
         if name == "Action":
             src.line(f"{local} = _actions.get({local})")  # only the exact spelling; others: reference
@@ -173,7 +177,7 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
             src.line(f"    {local} = {field('source')}")
             continue
         required.append(local)
-        if name in _CAPPED:
+        if is_capped:
             capped.append(local)
     if "Where" not in texts:
         src.line('where = message.hostname or message.source or "unknown"')
@@ -191,11 +195,8 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         for kind, part in (("Before", before_t), ("After", after_t)):
             if part is None:
                 continue
-            expr = value(part)
-            if expr is None:
-                return None
             local = f"d{j}{kind[0].lower()}"
-            src.line(f"{local} = {expr}")
+            src.line(f"{local} = {value(part)}")
             checked.append(local)
             parts.append((kind, local))
         if not parts:
@@ -203,14 +204,11 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         present = " or ".join(local for _, local in parts)
         if name_t.literal is not None:
             if not name_t.literal or len(name_t.literal) > 255:
-                return None
+                raise _Unsupported("PropertyName")
             head = src.const(f"<Detail><PropertyName>{encoder.escape_text(name_t.literal)}</PropertyName>")
             condition = present
         else:
-            expr = value(name_t)
-            if expr is None:
-                return None
-            src.line(f"p{j} = ({expr}) if ({present}) else None")
+            src.line(f"p{j} = ({value(name_t)}) if ({present}) else None")
             checked.append(f"p{j}")
             capped.append(f"(p{j} or '')")
             head = f'f"<Detail><PropertyName>{{p{j}}}</PropertyName>"'
@@ -249,7 +247,8 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
         fragment.append(f'(f"<Workstation>{{{ws}}}</Workstation>" if {ws} else "")')
     else:
         fragment.append(src.const(f"<Workstation>{ws}</Workstation>"))
-    fragment.append(src.const(_static_after_workstation(rule, encoder, defaults)))
+    data_source = defaults.DataSource if defaults.DataSource is not None else rule.data_source
+    fragment.append(src.const(encoder.config_elements(defaults, data_source)))
     if details:
         src.line(f"dl = {' + '.join(details)}")
         fragment.append('("<DetailList>" + dl + "</DetailList>" if dl else "")')
@@ -267,18 +266,3 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
     write: Writer = namespace["write"]
     write.source = code  # type: ignore[attr-defined]  # for debugging and tests
     return write
-
-
-def _static_after_workstation(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults) -> str:
-    """MonitoringPlan, DataSource, Item and IsArchiveOnly as the reference path writes them."""
-    data_source = defaults.DataSource if defaults.DataSource is not None else rule.data_source
-    fields: list[tuple[str, object]] = []
-    if defaults.plan_pairs is not None:
-        fields.append(("MonitoringPlan", defaults.plan_pairs))
-    if data_source is not None:
-        fields.append(("DataSource", data_source))
-    if defaults.item_pairs is not None:
-        fields.append(("Item", defaults.item_pairs))
-    if defaults.IsArchiveOnly is not None:
-        fields.append(("IsArchiveOnly", defaults.IsArchiveOnly))
-    return encoder.inner(fields)
