@@ -90,12 +90,6 @@ class Batcher:
         """When the open batch is due (first entry's time + linger), or None when empty."""
         return None if self._started is None else self._started + self.linger
 
-    def check(self, entry: Entry) -> None:
-        """Raise `RecordTooLarge` if `entry` could never fit in a body alone."""
-        size = self._encoder.body_size(1, len(entry.data))
-        if size > self.max_bytes:
-            raise RecordTooLarge(size, self.max_bytes)
-
     def add(self, entry: Entry, now: float) -> list[Batch]:
         """Add one entry; return the batches this closed (zero, one or two), oldest first.
 

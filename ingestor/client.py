@@ -135,16 +135,10 @@ class NetwrixClient:
     async def submit_entry(self, entry: Entry) -> None:
         """Accept one already encoded record under the caller's key (a spool row id), which must
         be unique among unsettled entries. Waits like `submit`."""
-        self._unsettled[entry.key] = entry
         if self.error is None:
             # After a halt nothing will settle this record: flush() must not wait for it.
             self._settled.clear()
-        try:
-            ready = self._batcher.add(entry, self._clock())
-        except RecordTooLarge as exc:
-            log.error("record %s quarantined: %s", entry.key, exc)
-            self.quarantined(entry, str(exc))
-            return
+        ready = self._accept(entry, self._clock())
         self._open_batch.set()
         for batch in ready:
             await self._queue.put(batch)
@@ -155,26 +149,30 @@ class NetwrixClient:
         Stops early when delivery halts; returns how many entries it accepted."""
         if not entries:
             return 0
-        unsettled, add, now = self._unsettled, self._batcher.add, self._clock()
+        accept, now = self._accept, self._clock()
         if self.error is None:
             self._settled.clear()
         taken = 0
         for entry in entries:
             if self.error is not None:
                 break
-            unsettled[entry.key] = entry
             taken += 1
-            try:
-                ready = add(entry, now)
-            except RecordTooLarge as exc:
-                log.error("record %s quarantined: %s", entry.key, exc)
-                self.quarantined(entry, str(exc))
-                continue
-            for batch in ready:
+            for batch in accept(entry, now):
                 self._open_batch.set()  # the linger timer may run while this waits
                 await self._queue.put(batch)
         self._open_batch.set()
         return taken
+
+    def _accept(self, entry: Entry, now: float) -> list[Batch]:
+        """Hold `entry` as unsettled and batch it: the batches this closed. A record too large
+        for any body is quarantined instead."""
+        self._unsettled[entry.key] = entry
+        try:
+            return self._batcher.add(entry, now)
+        except RecordTooLarge as exc:
+            log.error("record %s quarantined: %s", entry.key, exc)
+            self.quarantined(entry, str(exc))
+            return []
 
     async def flush(self) -> None:
         """Send the open batch now and wait until every accepted record is settled.
