@@ -332,9 +332,9 @@ def _cached_bsd_time(
     apart), remembered to the second per stamp, zone text, zone and receive hour: many lines
     share a second (Cisco's share it with their own milliseconds, which cannot move a decision
     that is days from its edge), and the year decision only needs computing once. Exact: an
-    entry is kept only when its time is at most six days ahead of the
-    receive time (so it stays accepted) and at most 357 days behind (so the year after it, which
-    was refused as more than a week ahead, stays refused) for every receive time in that hour."""
+    entry is kept only when its time is at most six days ahead of the receive time (so it stays
+    accepted) and at most 357 days behind (so the year after it, which was refused as more than
+    a week ahead, stays refused) for every receive time in that hour."""
     global _LAST_HOUR
     received = msg.received_at
     last = _LAST_HOUR  # one read: other threads may replace it, never change it

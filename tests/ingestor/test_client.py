@@ -3,6 +3,8 @@
 import asyncio
 from collections import Counter
 
+import pytest
+
 from ingestor.batcher import Entry
 from ingestor.client import MemoryQuarantine, NetwrixClient
 from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig
@@ -66,14 +68,18 @@ def test_faults_after_storing_cause_counted_duplicates_only(emulator):
     assert duplicates == 50 * server.emulator.stats["faults"] > 0
 
 
-def test_linger_sends_a_partial_batch_without_flush(emulator):
+@pytest.mark.parametrize("chunked", [False, True], ids=["one by one", "submit_entries"])
+def test_linger_sends_a_partial_batch_without_flush(emulator, chunked):
     server = emulator()
     netwrix = NetwrixConfig(url=server.base_url)
 
     async def go():
         async with NetwrixClient(netwrix, BatchConfig(linger=0.05)) as client:
-            for i in range(3):
-                await client.submit(make_record(i))
+            if chunked:
+                await client.submit_entries(_entries(client, [make_record(i) for i in range(3)]))
+            else:
+                for i in range(3):
+                    await client.submit(make_record(i))
             for _ in range(200):
                 if server.emulator.store.total == 3:
                     break
@@ -202,20 +208,3 @@ def test_submit_entries_stops_at_a_halt_and_keeps_what_it_took(emulator):
     assert isinstance(error, AuthError)
     assert 0 < taken < 500  # it stopped taking entries once delivery halted
     assert pending == list(range(taken))
-
-
-def test_submit_entries_leaves_a_partial_batch_to_the_linger_timer(emulator):
-    server = emulator()
-    netwrix = NetwrixConfig(url=server.base_url)
-
-    async def go():
-        async with NetwrixClient(netwrix, BatchConfig(linger=0.05)) as client:
-            await client.submit_entries(_entries(client, [make_record(i) for i in range(3)]))
-            for _ in range(200):
-                if server.emulator.store.total == 3:
-                    break
-                await asyncio.sleep(0.01)
-            return server.emulator.store.total, client.pending()
-
-    total, pending = run(go())
-    assert total == 3 and pending == []
