@@ -163,7 +163,7 @@ _FAST_LINUX_NOTIME = re.compile(
 _FAST_CISCO = re.compile(
     r"(?P<seq>\d+): (?:(?!\d+: )(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?): )?[*.]?"
     r"(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2})(?: (?P<y>\d{4}))? (?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})"
-    r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: (?=%)"
+    r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: "
 )
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
@@ -373,9 +373,16 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
         if when is not None:
             msg.timestamp = when
             msg.sequence = int(m["seq"])
-            msg.hostname = m["host"]
-            msg.text = line[m.end() :]
-            _split_mnemonic(msg, msg.text)
+            host = msg.hostname = m["host"]
+            end = m.end()
+            if line.startswith("%", end):
+                msg.text = line[end:]
+                _split_mnemonic(msg, msg.text)
+                return
+            # Device output with no %MNEMONIC ("IKEv2:(SESSION ID = 3 ...", "AAA/ATTR(2A): ..."):
+            # the general scanner goes on from here, in the state it would have reached itself
+            # after the same two or three header items.
+            _scan_header(line, msg, tz, end, 5 if host else 6, host is not None, True)
             return
     if fast and line:
         first = line[0]
@@ -407,14 +414,17 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             if "%" in text:
                 _split_mnemonic(msg, text)
             return
+    _scan_header(line, msg, tz, 0, 8, False, False)
+
+
+def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host_seen: bool, cisco_style: bool) -> None:
+    """The general scanner: up to `items` header items (timestamps, sequence numbers, hostnames,
+    uptimes) in any order from `pos`, then the program tag, the text and its mnemonic.
+    `cisco_style`: a Cisco-style header (sequence number, "*"/"." clock marker, "time:") was
+    seen, after which the body is device output: "AAA/ATTR(0012): ..." and "INFO: ..." are
+    not program tags."""
     n = len(line)
-    pos = 0
-    host_seen = False
-    # After a Cisco-style header (sequence number, "*"/"." clock marker, "time:") the body is
-    # device output: "AAA/ATTR(0012): ..." and "INFO: ..." are not program tags.
-    cisco_style = False
-    # Up to eight header items (timestamps, sequence numbers, hostnames, uptimes) in any order.
-    for _ in range(8):
+    for _ in range(items):
         while pos < n and line[pos] in " \t":
             pos += 1
         if pos < n and line[pos] == ":" and pos + 1 < n and line[pos + 1] == " ":

@@ -294,6 +294,42 @@ def test_the_fast_path_agrees_with_the_general_scanner_on_every_corpus_line():
     assert linux_hits > 1000 and cisco_hits > 40
 
 
+_CISCO_HEADER = st.tuples(
+    st.integers(0, 9999999).map(str),
+    st.sampled_from(["", "edge1: ", "sw-01.example.net: ", "10.0.0.1: ", "123abc: "]),
+    st.sampled_from(["", "*", "."]),
+    st.sampled_from(["Mar  4", "Feb 29", "Dec 31", "Jan  1 2026", "Feb 30"]),
+    st.sampled_from(["10:00:00", "23:59:59.123", "0:01:02.5"]),
+    st.sampled_from(["", " UTC", " CET", " cest", " XYZ"]),
+).map(lambda p: f"{p[0]}: {p[1]}{p[2]}{p[3]} {p[4]}{p[5]}: ")
+# What follows a Cisco header: device output with and without a mnemonic, more header items,
+# tags, and arbitrary text built from the characters the scanner decides on.
+_CISCO_BODY = st.one_of(
+    st.sampled_from([
+        "%LINK-3-UPDOWN: Interface Gi0/1, changed state to up",
+        "IKEv2:(SESSION ID = 31,SA ID = 1):Verification of peer's authentication data PASSED",
+        "IKEv2-ERROR:(SESSION ID = 32,SA ID = 2):: Auth exchange failed",
+        "AAA/ATTR(0000002A): add attr: username 12 vpnuser",
+        "snmpd[1002]: %SNMP-3-AUTHFAIL: x", "INFO: x", "sw02: 12: Mar  4 10:00:00: %SYS-5-X: y",
+        "2y10w: %SEC_LOGIN-5-LOGIN_SUCCESS: ok", "00:00:46: %LINK-3-UPDOWN: x", "*Task_0: x",
+        "GigabitEthernet0/1: x", ": 2024 Aug 27 10:00:00: x", "Mar  4 10:00:01: again", "",
+        "relay sshd[12]: x", "77: x", "11: 12: 13: 14: 15: 16: 17: x",
+    ]),
+    st.text(alphabet=st.sampled_from("aZ09:%[]()*. -/\t_"), max_size=40),
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_CISCO_HEADER, _CISCO_BODY)
+def test_the_cisco_fast_path_agrees_with_the_general_scanner_whatever_follows_the_header(header, body):
+    from parsers.syslog import Message, _parse_3164
+
+    fast, slow = Message(received_at=RECEIVED), Message(received_at=RECEIVED)
+    _parse_3164(header + body, fast, UTC)
+    _parse_3164(header + body, slow, UTC, fast=False)
+    assert fast == slow
+
+
 def test_a_short_hostname_is_not_taken_for_a_time_zone():
     from parsers.syslog import Message, _parse_3164
 
