@@ -152,3 +152,28 @@ def test_a_batch_is_one_statement(tmp_path: Path) -> None:
         spool.apply(inserts=[*inserts, b"\x00\xff", b""])
         assert sum("INSERT" in s for s in statements) == 1
         assert [data for _, data in spool.read_after(0, 1000)] == [*inserts, b"\x00\xff", b""]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.one_of(fragment_text.map(str.encode), st.binary(max_size=10)), max_size=6),
+            st.lists(st.integers(0, 30), max_size=4),
+        ),
+        max_size=6,
+    ),
+    last=st.integers(-1, 40),
+    limit=st.integers(1, 40),
+)
+def test_a_read_is_what_the_rows_hold_in_id_order(
+    steps: list[tuple[list[bytes], list[int]]], last: int, limit: int
+) -> None:
+    with Spool(":memory:", fmt="xml") as spool:
+        for inserts, picks in steps:
+            ids = [i for i, _ in spool._db.execute("SELECT id, data FROM records").fetchall()]
+            spool.apply(inserts=inserts, deletes={ids[p % len(ids)] for p in picks} if ids else ())
+        rows = spool._db.execute(
+            "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last, limit)
+        ).fetchall()
+        assert spool.read_after(last, limit) == rows
