@@ -1,4 +1,4 @@
-"""Syslog listeners: UDP (asyncio-dgram on uvloop) and TCP/TLS (RFC 6587 framing).
+"""Syslog listeners: UDP (a datagram protocol on uvloop) and TCP/TLS (RFC 6587 framing).
 
 A source knows nothing of Netwrix or of parsing: it receives bytes, applies the accept list and
 framing, and hands each raw message to `handler(raw, peer_ip, received_at)` synchronously.
@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Self, cast
-
-import asyncio_dgram
 
 from parsers.framing import Framer
 
@@ -169,8 +167,67 @@ class Source:
         self.close()
 
 
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Collects the datagrams the loop reads in one round and hands them over in one callback.
+
+    `datagram_received` only appends (the loop calls it per datagram, between its reads, taking
+    the GIL each time); the first datagram of a round schedules `_hand_over_round` with
+    `call_soon`, which runs once the loop's reads are done: one receive time and one tight loop
+    for them all.
+    """
+
+    def __init__(self, source: UdpSource) -> None:
+        self._source = source
+        self._stats = source.stats
+        self._handler = source.handler
+        self._allows = source.accept.allows if source.accept.networks else None  # no list: no check
+        self._round: list[tuple[bytes, str]] = []
+        self._loop = asyncio.get_running_loop()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._source.paused:
+            # A UDP socket cannot be paused without its queue growing: read and discard, counted.
+            self._stats.shed += 1
+            return
+        peer: str = addr[0]
+        if self._allows is not None and not self._allows(peer):
+            self._stats.denied += 1
+        elif not data:
+            self._stats.empty += 1
+        else:
+            if not self._round:
+                self._loop.call_soon(self._hand_over_round)
+            self._round.append((data, peer))
+
+    def _hand_over_round(self) -> None:
+        received, self._round = self._round, []
+        source, stats, handler, now = self._source, self._stats, self._handler, time.time()
+        for data, peer in received:
+            if source.paused:  # the handler paused the source (its output is full): the rest waits no more
+                stats.shed += 1
+                continue
+            # `Source._hand_over`, inlined: this runs once per datagram.
+            stats.messages += 1
+            stats.bytes += len(data)
+            try:
+                handler(data, peer, now)
+            except Exception:
+                log.exception("handler failed on a udp message from %s", peer)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for an earlier send; this socket never sends, and nothing was lost here.
+        log.debug("udp socket error: %s", exc)
+
+
 class UdpSource(Source):
-    """Receives syslog datagrams on HOST:PORT (IPv4 or IPv6)."""
+    """Receives syslog datagrams on HOST:PORT (IPv4 or IPv6).
+
+    A plain `asyncio.DatagramProtocol` on uvloop, without asyncio-dgram's queue and awaited
+    `recv()` on top: measured on the 2-core benchmark machine, a listener with a do-nothing
+    handler spent 4.3-4.6 us of CPU per datagram at 50,000 datagrams/s against 6.0-6.5 us
+    through asyncio-dgram, and the service's listener thread 33.5 us per message at 25,000/s
+    against 35.4-36.5 us.
+    """
 
     kind = "udp"
 
@@ -187,8 +244,7 @@ class UdpSource(Source):
         super().__init__(host, port, handler, accept)
         self._receive_buffer = receive_buffer
         self._reuse_port = reuse_port
-        self._stream: asyncio_dgram.aio.DatagramServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._transport: asyncio.DatagramTransport | None = None
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -206,55 +262,20 @@ class UdpSource(Source):
             sock.close()
             raise self._bind_error(exc) from None
         sock.setblocking(False)
-        stream = await asyncio_dgram.from_socket(sock)
-        assert isinstance(stream, asyncio_dgram.aio.DatagramServer)
-        self._stream = stream
-        self.port = stream.sockname[1]
-        self._task = asyncio.create_task(self._receive(), name=f"nwsyslog-udp-{self.port}")
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
+        self._transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
 
     @property
     def socket(self) -> socket.socket | TransportSocket | None:
         """The bound socket (for metrics such as `udp_drops`)."""
-        return self._stream.socket if self._stream is not None else None
-
-    async def _receive(self) -> None:
-        assert self._stream is not None
-        stream, stats, allows, hand_over = self._stream, self.stats, self.accept.allows, self._hand_over
-        # Batched receive: asyncio-dgram queues every datagram uvloop read in one go; after one
-        # awaited recv(), the rest are taken without an await (and its task switch) each.
-        queue: asyncio.Queue[Any] = stream._recvq  # type: ignore[attr-defined]
-        while True:
-            try:
-                data, addr = await stream.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            now = time.time()
-            while True:
-                if self.paused:
-                    # Paused: the loop keeps reading the socket into asyncio-dgram's queue, so
-                    # the queue is emptied here, cheaply and counted, to keep memory bounded.
-                    stats.shed += 1
-                else:
-                    peer: str = addr[0]  # type: ignore[index]
-                    if not allows(peer):
-                        stats.denied += 1
-                    elif not data:
-                        stats.empty += 1
-                    else:
-                        hand_over(data, peer, now)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-                if item[0] is None:  # asyncio-dgram's end-of-stream mark
-                    return
-                data, addr = item
+        return self._transport.get_extra_info("socket") if self._transport is not None else None
 
     def close(self) -> None:
         """Stop receiving; idempotent."""
-        if self._stream is not None:
-            self._stream.close()
-        if self._task is not None:
-            self._task.cancel()
+        if self._transport is not None:
+            self._transport.close()
 
 
 class _TcpConnection(asyncio.Protocol):

@@ -113,6 +113,34 @@ def test_a_paused_udp_listener_discards_and_counts_and_resumes():
     assert stats.messages == 2
 
 
+def test_datagrams_read_in_one_round_share_their_receive_time_and_a_pause_sheds_the_rest():
+    async def go():
+        got = Collector()
+        source = UdpSource("127.0.0.1", 0, got)
+
+        def pause_after_ten(raw, peer, received_at):
+            got(raw, peer, received_at)
+            if len(got.items) == 10:
+                source.pause()  # as the service does when its output is full
+
+        source.handler = pause_after_ten
+        async with source:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                for i in range(20):  # all queued at the socket before the loop reads any
+                    sender.sendto(b"<13>m%d" % i, ("127.0.0.1", source.port))
+            await got.wait_for(10)
+            for _ in range(100):
+                if source.stats.shed >= 10:
+                    break
+                await asyncio.sleep(0.01)
+        return got.items, source.stats
+
+    items, stats = run(go())
+    assert [raw for raw, _, _ in items] == [b"<13>m%d" % i for i in range(10)]
+    assert len({t for _, _, t in items}) == 1
+    assert (stats.messages, stats.shed) == (10, 10)
+
+
 def test_udp_over_ipv6():
     if not socket.has_ipv6:
         pytest.fail("IPv6 is required on the test machine")
