@@ -294,6 +294,37 @@ def test_the_fast_path_agrees_with_the_general_scanner_on_every_corpus_line():
     assert linux_hits > 1000 and cisco_hits > 40
 
 
+_OFFSETS = {"Z": UTC, "+02:00": timezone(timedelta(hours=2)), "-0530": timezone(-timedelta(hours=5, minutes=30)),
+            "+14:00": timezone(timedelta(hours=14))}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stamp=st.tuples(st.integers(1990, 2060), st.integers(1, 12), st.integers(1, 31), st.integers(0, 23),
+                    st.integers(0, 59), st.integers(0, 60)),
+    frac=st.one_of(st.just(""), st.text(alphabet="0123456789", min_size=1, max_size=9)),
+    rfc5424=st.booleans(),
+)  # fmt: skip
+def test_an_rfc3339_stamp_is_the_time_it_writes_every_time_it_is_read(stamp, frac, rfc5424):
+    y, mo, d, h, mi, s = stamp
+    micro = int(frac[:6].ljust(6, "0")) if frac else 0
+    # The same stamp text with each zone suffix and under each default zone, twice: a time
+    # remembered for one of them must never be given for another.
+    for _ in range(2):
+        for default in ("UTC", "Europe/Vienna", "+05:45"):
+            tz = zone_for(default)
+            for zone in ("", *_OFFSETS):
+                text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{'.' + frac if frac else ''}{zone}"
+                raw = f"<13>1 {text} host prog 1 - - x" if rfc5424 else f"<13>{text} host prog[1]: x"
+                try:
+                    expected = datetime(y, mo, d, h, mi, s, micro, _OFFSETS.get(zone, tz))
+                except ValueError:
+                    expected = None
+                msg = parse_syslog(raw.encode(), received_at=RECEIVED, tz=tz)
+                assert msg.timestamp == expected
+                assert expected is None or msg.timestamp.utcoffset() == expected.utcoffset()
+
+
 _CISCO_HEADER = st.tuples(
     st.integers(0, 9999999).map(str),
     st.sampled_from(["", "edge1: ", "sw-01.example.net: ", "10.0.0.1: ", "123abc: "]),
