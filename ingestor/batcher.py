@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 from .encoding import Encoder
@@ -26,10 +27,16 @@ from .errors import RecordTooLarge
 
 class Entry(NamedTuple):
     """One encoded record and the caller's key for it (a spool row id, a sequence number). A
-    tuple: a spool row `(id, data)` becomes one without a call (`Entry._make`)."""
+    tuple: a spool row `(id, data)` becomes one with `entry_from_row`."""
 
     key: Hashable
     data: bytes
+
+
+entry_from_row: Callable[[tuple[Hashable, bytes]], Entry] = partial(tuple.__new__, Entry)
+"""A pair `(key, data)` as an Entry: `tuple.__new__` called from C (`map(entry_from_row, rows)`),
+where `Entry._make` is a Python function per row (~3% of the listener thread's time). Unlike
+`_make` it does not check the length: give it pairs (spool rows are)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from typing import Any
 from parsers.rules.engine import RuleSet
 from parsers.rules.loader import load_ruleset
 
-from .batcher import Entry
+from .batcher import Entry, entry_from_row
 from .client import NetwrixClient
 from .config import ServiceConfig, load_service_config, parse_host_port
 from .encoding import encoder_for
@@ -430,7 +430,7 @@ class Service:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_feeder.wait(), 1.0)
                 continue
-            entries = list(map(Entry._make, rows))
+            entries = list(map(entry_from_row, rows))
             taken = await client.submit_entries(entries)
             if taken:
                 last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingestor.batcher import Batch, Batcher, Entry
+from ingestor.batcher import Batch, Batcher, Entry, entry_from_row
 from ingestor.encoding import JsonEncoder, XmlEncoder
 from ingestor.errors import RecordTooLarge
 
@@ -104,3 +104,8 @@ def test_limits_that_cannot_hold_the_envelope_are_refused():
         Batcher(XmlEncoder(), max_bytes=50, max_records=10, linger=1.0)
     with pytest.raises(ValueError):
         Batcher(XmlEncoder(), max_bytes=5000, max_records=0, linger=1.0)
+
+
+def test_a_spool_row_becomes_an_entry() -> None:
+    entry = entry_from_row((7, b"<ActivityRecord/>"))
+    assert type(entry) is Entry and (entry.key, entry.data) == (7, b"<ActivityRecord/>")
