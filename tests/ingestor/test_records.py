@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ingestor.records import Action, ActivityRecord, clean_xml_text, format_when, record_fields
@@ -116,3 +118,19 @@ def test_record_fields_has_one_stable_order_and_omits_absent_fields():
         "IsArchiveOnly",
         "DetailList",
     ]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    when=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=45)), timezone(-timedelta(hours=11))]),
+    )
+)  # fmt: skip
+def test_when_is_utc_to_the_microsecond_however_often_it_is_written(when: datetime) -> None:
+    utc = when.astimezone(UTC)
+    expected = utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{utc.microsecond:06d}" if utc.microsecond else "") + "Z"
+    # New, remembered, and a neighbour sharing its second written in between.
+    assert format_when(when) == expected
+    format_when(when.replace(microsecond=(when.microsecond + 1) % 1_000_000))
+    assert format_when(when) == expected
