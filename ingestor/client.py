@@ -223,8 +223,9 @@ class NetwrixClient:
         self._settle((entry,))
 
     def _settle(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            self._unsettled.pop(entry.key, None)
+        pop = self._unsettled.pop
+        for key, _ in entries:
+            pop(key, None)
         if not self._unsettled:
             self._settled.set()
 
