@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -61,6 +62,17 @@ HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
 _key = itemgetter(0)  # an Entry's key (a spool row id)
+
+
+def _freeze_startup_objects(again: bool = False) -> None:
+    """Keep what the service built to run (rules, models, clients: ~100k+ objects) out of the
+    cyclic garbage collector's scans: a full collection then stopped the listener thread ~50 ms
+    every few seconds at 40,000 msg/s. After a reload the old rule set is unreachable but frozen,
+    so everything is thawed and collected once (one such pause per reload) before freezing again."""
+    if again:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 def default_spool_path() -> Path:
@@ -186,11 +198,13 @@ class Service:
         ]
         for task in tasks:
             task.add_done_callback(self._task_ended)
+        _freeze_startup_objects()
         self.started.set()
         try:
             await self._stop.wait()
         finally:
             await self._shutdown(tasks)
+            gc.unfreeze()  # (a service run inside a longer-lived process leaves nothing frozen)
 
     async def _start(self) -> None:
         config = self.config
@@ -470,6 +484,7 @@ class Service:
             else:
                 assert self.pipeline is not None
                 self.pipeline.ruleset = ruleset
+                _freeze_startup_objects(again=True)
                 log.info("rules reloaded: %d rules", len(ruleset))
                 if config.netwrix != self.config.netwrix and not self.config.emulator:
                     # Credentials, URL, TLS: they apply to the next client (at once if halted).

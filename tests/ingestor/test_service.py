@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -237,9 +239,13 @@ rules:
             assert service.pipeline is not None
             before = service.pipeline.ruleset
             assert any(r.id == "site.first" for r in before.rules)
+            assert gc.get_freeze_count() > 0, "what the service built to run is kept out of the collector's scans"
+            old = weakref.ref(before)
+            del before
             pack.write_text(good)
             service.reload()
-            await until(lambda: service.pipeline is not None and service.pipeline.ruleset is not before)
+            await until(lambda: service.pipeline is not None and service.pipeline.ruleset is not old())
+            await until(lambda: old() is None)  # frozen at start, yet freed after the reload
             reloaded = service.pipeline.ruleset
             assert any(r.id == "site.hello" for r in reloaded.rules)
             pack.write_text("pack: site\nrules: [{id: broken}]\n")
