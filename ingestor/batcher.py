@@ -16,9 +16,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import accumulate, islice
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -119,6 +121,46 @@ class Batcher:
         if len(self._entries) >= self.max_records:
             ready.append(self._close())
         return ready
+
+    def fill(self, entries: Sequence[Entry], start: int, now: float) -> tuple[int, list[Batch]]:
+        """Add `entries[start:]` in order, exactly as `add` would one by one, up to and including
+        the first entry that closes a batch; stop before an entry too large for any body (the
+        caller gives that one to `add`, which raises). Returns the index after the last entry
+        added and the batches closed (`add`'s result for that entry).
+
+        The sums run in C (`accumulate`, `bisect`): `add` is a Python call per record, and the
+        spool feeder hands over a thousand records at a time on the listener's thread.
+        """
+        sep = self._sep
+        room = self.max_bytes - self._envelope  # for payload and separators
+        sizes = list(map(len, map(_data, islice(entries, start, None))))
+        too_large = len(sizes)
+        if sizes and max(sizes) > room:
+            too_large = next(k for k, size in enumerate(sizes) if size > room)
+        ends = list(accumulate(sizes))  # payload of entries[start:start+k+1]
+        n = len(self._entries)
+        # Entry k joins the open batch while envelope + payload + separators <= max_bytes, i.e.
+        # ends[k] + sep * (k + 1) <= room - payload - sep * (n - 1) (with n == 0, entry 0 joins).
+        # That cost grows with k: bisect on it, computing it only at the probes.
+        bound = room - self._payload - sep * (n - 1)
+        fits = bisect_right(range(too_large), bound, key=lambda k: ends[k] + sep * (k + 1))
+        full_at = self.max_records - n - 1  # the entry that fills the open batch to max_records
+        if full_at < fits:  # entries up to full_at join, and the batch closes full
+            self._join(entries, start, full_at + 1, ends, now)
+            return start + full_at + 1, [self._close()]
+        if fits < too_large:  # entries before `fits` join; entry `fits` closes the batch
+            self._join(entries, start, fits, ends, now)
+            return start + fits + 1, self.add(entries[start + fits], now)
+        self._join(entries, start, too_large, ends, now)
+        return start + too_large, []
+
+    def _join(self, entries: Sequence[Entry], start: int, count: int, ends: list[int], now: float) -> None:
+        """Append `count` entries from `start` that are known to fit the open batch."""
+        if count:
+            if not self._entries:
+                self._started = now
+            self._entries.extend(islice(entries, start, start + count))
+            self._payload += ends[count - 1]
 
     def poll(self, now: float) -> Batch | None:
         """The open batch if its linger time has passed, else None."""

@@ -19,8 +19,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import itemgetter
 from types import TracebackType
 from typing import Protocol
 
@@ -36,6 +39,7 @@ from .retry import Backoff
 from .sink import NetwrixSink, SendResult
 
 log = logging.getLogger("nwsyslog.client")
+_key = itemgetter(0)  # an Entry's key
 
 
 class Quarantine(Protocol):
@@ -149,15 +153,21 @@ class NetwrixClient:
         Stops early when delivery halts; returns how many entries it accepted."""
         if not entries:
             return 0
-        accept, now = self._accept, self._clock()
+        now = self._clock()
         if self.error is None:
             self._settled.clear()
-        taken = 0
-        for entry in entries:
-            if self.error is not None:
-                break
-            taken += 1
-            for batch in accept(entry, now):
+        # `fill` stops after each entry that closes a batch: the wait for the queue comes at the
+        # same points as with `submit_entry` per entry, and a halt stops the taking there too.
+        fill, unsettled, taken = self._batcher.fill, self._unsettled, 0
+        while taken < len(entries) and self.error is None:
+            end, ready = fill(entries, taken, now)
+            if end == taken:  # entries[taken] is too large for any body: quarantined
+                ready = self._accept(entries[taken], now)
+                end += 1
+            else:
+                unsettled.update(zip(map(_key, islice(entries, taken, end)), islice(entries, taken, end), strict=True))
+            taken = end
+            for batch in ready:
                 self._open_batch.set()  # the linger timer may run while this waits
                 await self._queue.put(batch)
         self._open_batch.set()
@@ -223,9 +233,7 @@ class NetwrixClient:
         self._settle((entry,))
 
     def _settle(self, entries: Sequence[Entry]) -> None:
-        pop = self._unsettled.pop
-        for key, _ in entries:
-            pop(key, None)
+        deque(map(self._unsettled.pop, map(_key, entries), repeat(None)), maxlen=0)  # (C-level: per record)
         if not self._unsettled:
             self._settled.set()
 

@@ -1,5 +1,7 @@
+from contextlib import nullcontext
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingestor.batcher import Batch, Batcher, Entry, entry_from_row
@@ -109,3 +111,54 @@ def test_limits_that_cannot_hold_the_envelope_are_refused():
 def test_a_spool_row_becomes_an_entry() -> None:
     entry = entry_from_row((7, b"<ActivityRecord/>"))
     assert type(entry) is Entry and (entry.key, entry.data) == (7, b"<ActivityRecord/>")
+
+
+def _state(batcher: Batcher) -> tuple:
+    return [e.key for e in batcher._entries], batcher._payload, batcher.deadline
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fmt=st.sampled_from(["xml", "json"]),
+    before=st.lists(st.integers(min_value=1, max_value=400), max_size=30),
+    sizes=st.lists(st.integers(min_value=0, max_value=600), max_size=120),
+    start=st.integers(min_value=0, max_value=10),
+    max_bytes=st.integers(min_value=200, max_value=3000),
+    max_records=st.integers(min_value=1, max_value=50),
+)
+# Three JSON records that fill a body to its last byte (304), and one byte short of it.
+@example(fmt="json", before=[], sizes=[100, 100, 100], start=0, max_bytes=304, max_records=50)
+@example(fmt="json", before=[], sizes=[100, 100, 100], start=0, max_bytes=303, max_records=50)
+@example(fmt="json", before=[50], sizes=[100, 100, 100], start=0, max_bytes=355, max_records=50)
+def test_fill_does_what_add_does_one_by_one(fmt, before, sizes, start, max_bytes, max_records):
+    """From any open batch, `fill` adds entries up to the first that closes a batch (or stops
+    before one too large for any body) and leaves the batcher as `add` per entry does."""
+    encoder = ENCODERS[fmt]
+    one, many = (Batcher(encoder, max_bytes=max_bytes, max_records=max_records, linger=5.0) for _ in range(2))
+    for entry in entries(before):  # the same open batch in both (the earlier entries at time 0)
+        for b in (one, many):
+            with (
+                pytest.raises(RecordTooLarge) if encoder.body_size(1, entry_size(entry)) > max_bytes else nullcontext()
+            ):
+                b.add(entry, 0.0)
+    items = [Entry(1000 + i, b"y" * n) for i, n in enumerate(sizes)]
+    start = min(start, len(items))
+    end, closed = many.fill(items, start, now=1.0)
+    expected: list[Batch] = []
+    position = start
+    for entry in items[start:]:
+        if encoder.body_size(1, len(entry.data)) > max_bytes:
+            break  # fill stops before it
+        position += 1
+        expected = one.add(entry, 1.0)
+        if expected:
+            break
+    assert end == position
+    assert [[e.key for e in b.entries] for b in closed] == [[e.key for e in b.entries] for b in expected]
+    assert [b.payload_bytes for b in closed] == [b.payload_bytes for b in expected]
+    assert _state(many) == _state(one)
+    assert end > start or start == len(items) or encoder.body_size(1, len(items[start].data)) > max_bytes
+
+
+def entry_size(entry: Entry) -> int:
+    return len(entry.data)
