@@ -159,11 +159,13 @@ _FAST_LINUX_NOTIME = re.compile(
     r"(?P<host>[A-Za-z](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?) "
     r"(?P<prog>[a-z][^\s\[\]:%/]{0,127}?)\[(?P<pid>[^\]\s]{1,32})\]:(?: |$)"
 )
-# Cisco IOS's own shape, "seq: [host: ][*.]Mmm dd [yyyy] hh:mm:ss[.fff][ TZ]: %FAC-SEV-MNEMONIC: ...".
+# Cisco IOS's own shape, "seq: [host: ][*.]Mmm dd [yyyy] hh:mm:ss[.fff][ TZ]: %FAC-SEV-MNEMONIC: ...",
+# the mnemonic read by a lookahead (the text starts at the "%"), all fields in one `groups()`.
 _FAST_CISCO = re.compile(
     r"(?P<seq>\d+): (?:(?!\d+: )(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?): )?[*.]?"
-    r"(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2})(?: (?P<y>\d{4}))? (?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?P<stamp>(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2})(?: (?P<y>\d{4}))? (?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2}))"
     r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: "
+    r"(?:(?=%(?P<mn>" + MNEMONIC_PATTERN + r")(?::|\s|$)))?"
 )
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
@@ -370,18 +372,24 @@ def _cached_bsd_time(
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     # Cisco's shape starts with its sequence number: other lines need not try it.
     if fast and line[:1].isdigit() and (m := _FAST_CISCO.match(line)) is not None:
-        if m["y"] is None:  # the usual IOS stamp: its year decided once per stamp and hour
-            when = _cached_bsd_time(msg, tz, line[m.start("mon") : m.end("s")], m, m["frac"], m["tz"])
+        seq, host, stamp, mon, d, year, h, mi, s, frac, zone_text, mnemonic = m.groups()
+        if year is None:  # the usual IOS stamp: its year decided once per stamp and hour
+            when = _cached_bsd_time(msg, tz, stamp, m, frac, zone_text)
         else:
-            when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y"], m["tz"])
+            when = _bsd_time(msg, tz, mon, d, h, mi, s, frac, year, zone_text)
         if when is not None:
             msg.timestamp = when
-            msg.sequence = int(m["seq"])
-            host = msg.hostname = m["host"]
+            msg.sequence = int(seq)
+            msg.hostname = host
             end = m.end()
             if line.startswith("%", end):
-                msg.text = line[end:]
-                _split_mnemonic(msg, msg.text)
+                text = msg.text = line[end:]
+                # The lookahead saw the whole line, `_split_mnemonic` only the text's first 200
+                # characters: a mnemonic running past them is left to it.
+                if mnemonic is not None and m.end("mn") - end <= 200:
+                    msg.mnemonic = mnemonic
+                else:
+                    _split_mnemonic(msg, text)
                 return
             # Device output with no %MNEMONIC ("IKEv2:(SESSION ID = 3 ...", "AAA/ATTR(2A): ..."):
             # the general scanner goes on from here, in the state it would have reached itself

@@ -345,7 +345,11 @@ _CISCO_BODY = st.one_of(
         "2y10w: %SEC_LOGIN-5-LOGIN_SUCCESS: ok", "00:00:46: %LINK-3-UPDOWN: x", "*Task_0: x",
         "GigabitEthernet0/1: x", ": 2024 Aug 27 10:00:00: x", "Mar  4 10:00:01: again", "",
         "relay sshd[12]: x", "77: x", "11: 12: 13: 14: 15: 16: 17: x",
+        "%A-1-B", "%A-1-B:x", "%A-1-B x", "%A-1-Bx-y", "%AB-1-: x", "%X-9-Y: x", "%%LINK-3-UPDOWN: x",
+        "%A-1-B%C-2-D: x", "%ab c %LINK-3-UPDOWN: x",
     ]),
+    # Mnemonics that end just before, at and after the 200th character of the text.
+    st.builds(lambda n, end: "%" + "A" * n + "-5-B" + end, st.integers(190, 200), st.sampled_from(["", ":", " x", "C: x"])),
     st.text(alphabet=st.sampled_from("aZ09:%[]()*. -/\t_"), max_size=40),
 )  # fmt: skip
 
