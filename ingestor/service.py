@@ -35,6 +35,7 @@ import os
 import signal
 import ssl
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
@@ -58,6 +59,7 @@ log = logging.getLogger("nwsyslog.service")
 
 WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is only in memory)
 READ_CHUNK = 1000  # rows the feeder reads at a time
+FRESH_MAX = 20 * READ_CHUNK  # committed records kept in memory for the feeder (beyond: read back)
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
@@ -120,6 +122,11 @@ class Service:
         self._wake_writer = asyncio.Event()
         self._wake_feeder = asyncio.Event()
         self._delivered: list[int] = []
+        # Just-committed records with their ids, (first id, data), for the feeder to take
+        # without reading them back from the spool; see `_fresh_after`.
+        self._fresh: deque[tuple[int, list[bytes]]] = deque()
+        self._fresh_count = 0
+        self._recount = False  # the spool's counters are to be read from the file
         self._quarantines: list[tuple[int, bytes, str]] = []
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
         self._paused = False  # the listeners, for either reason below
@@ -351,9 +358,15 @@ class Service:
         if not (inserts or deletes or quarantines):
             return
         inserts = self._bound(inserts)
-        await self._in_db(self.spool.apply, inserts, deletes, quarantines)
+        first = await self._in_db(self.spool.apply, inserts, deletes, quarantines)
         self.spooled += len(inserts)
         if inserts:
+            if first is not None:
+                if self._fresh_count + len(inserts) > FRESH_MAX:  # the feeder is behind: it reads
+                    self._fresh.clear()
+                    self._fresh_count = 0
+                self._fresh.append((first, inserts))
+                self._fresh_count += len(inserts)
             self._wake_feeder.set()
         self._flow_control()
 
@@ -440,7 +453,12 @@ class Service:
             if client.error is not None:
                 last_id = await self._recover(client)
                 continue
-            rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
+            rows = self._fresh_after(last_id)
+            if rows is None:
+                if self._recount:  # rows this service did not insert: the counters missed them
+                    self._recount = False
+                    await self._in_db(self.spool.recount)
+                rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
             if not rows:
                 self._wake_feeder.clear()
                 with contextlib.suppress(TimeoutError):
@@ -450,6 +468,29 @@ class Service:
             taken = await client.submit_entries(entries)
             if taken:
                 last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id
+
+    def _fresh_after(self, last_id: int) -> list[tuple[int, bytes]] | None:
+        """The records that follow `last_id` from memory, as `read_after` would give them, or
+        None (read them from the spool). A fresh chunk holds exactly the rows one commit
+        inserted, so when its first id is the next after the last one taken, nothing can come
+        between; chunks at or below `last_id` were read from the spool already and are dropped.
+        Reading back every record was the spool thread's largest cost after the insert, and
+        cutting the read apart holds the GIL against the listener thread."""
+        fresh = self._fresh
+        while fresh:
+            first, data = fresh[0]
+            if first + len(data) - 1 > last_id:
+                if first != last_id + 1:
+                    # Rows in between that this service did not commit (an earlier run's, a
+                    # retry from the quarantine by another process), or an overlap.
+                    self._recount = first > last_id + 1
+                    return None
+                fresh.popleft()
+                self._fresh_count -= len(data)
+                return list(zip(range(first, first + len(data)), data, strict=True))
+            fresh.popleft()
+            self._fresh_count -= len(data)
+        return None
 
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""
@@ -464,6 +505,8 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
         await self._commit()  # deletions of what was delivered before the halt, so it is not resent
+        self._fresh.clear()  # everything is read again from the spool, from the start
+        self._fresh_count = 0
         self.client = self._new_client()
         await self.client.start()
         self._halted = None

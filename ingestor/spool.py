@@ -122,23 +122,36 @@ class Spool:
                     "point spool.path at a new file"
                 )
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (fmt,))
-        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM records").fetchone()
-        self.records: int = count  # kept current by apply(): the overflow check runs per batch
-        self.bytes: int = size
-        self.quarantine_count: int = self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        self.records: int = 0
+        self.bytes: int = 0
+        self.quarantine_count: int = 0
+        self.recount()
+
+    def recount(self) -> None:
+        """Read the counters from the file: `apply` keeps them current for its own changes (the
+        overflow check runs per batch), not for another process's (`nwsyslog spool retry`)."""
+        db = self._db
+        count, size = db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM records").fetchone()
+        self.records, self.bytes = count, size
+        self.quarantine_count = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
 
     def apply(
         self,
         inserts: Sequence[bytes] = (),
         deletes: Iterable[int] = (),
         quarantines: Iterable[tuple[int, bytes, str]] = (),
-    ) -> None:
+    ) -> int | None:
         """In one transaction: append `inserts`, delete the delivered ids `deletes`, and move
-        `quarantines` ((id, data, reason)) from the records to the quarantine."""
+        `quarantines` ((id, data, reason)) from the records to the quarantine.
+
+        Returns the id of the first inserted record: the inserts have the ids from it on, one
+        apart, in order (checked in the transaction); None when nothing was inserted (or, which
+        AUTOINCREMENT rules out, the check failed)."""
         now = time.time()
         db = self._db
         moved = list(quarantines)
         deleted = list(deletes) + [q[0] for q in moved]
+        first = None
         db.execute("BEGIN IMMEDIATE")
         try:
             if inserts:
@@ -158,6 +171,7 @@ class Spool:
                     )
                 else:
                     db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
+                first = self._first_of(len(inserts))
             if moved:
                 db.executemany(
                     "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
@@ -183,6 +197,18 @@ class Spool:
         self.records += len(inserts) - gone
         self.bytes += sum(map(len, inserts)) - gone_bytes
         self.quarantine_count += len(moved)
+        return first
+
+    def _first_of(self, n: int) -> int | None:
+        """The first id of the `n` rows just inserted. AUTOINCREMENT gives each new row the
+        largest id the table ever had plus one, and the open write transaction keeps any other
+        writer out, so the rows hold `n` consecutive ids ending at the last one inserted; the
+        count over that range (an index range, no data read) proves it (None if it did not)."""
+        db = self._db
+        (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+        first = int(last) - n + 1
+        (count,) = db.execute("SELECT count(*) FROM records WHERE id BETWEEN ? AND ?", (first, last)).fetchone()
+        return first if count == n else None
 
     def read_after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` waiting records with an id above `last_id`, in id order."""

@@ -150,6 +150,53 @@ def test_records_left_in_the_spool_are_sent_after_a_restart(tmp_path: Path) -> N
     run(scenario())
 
 
+def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are_read(tmp_path: Path) -> None:
+    """The feeder takes what the service just committed without reading it back; records it
+    did not commit itself (an earlier run's, or a quarantine retry from `nwsyslog spool retry`
+    in another process) are read from the spool, and the spool's counters learn of them.
+    Every record goes out exactly once."""
+    fragment = (
+        b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w</What><When>2026-01-01T00:00:00Z</When>"
+        b"<Where>h</Where><ObjectType>o</ObjectType></ActivityRecord>"
+    )
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        spool.apply(inserts=[fragment] * 7)
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            store = emulator.emulator.store
+            async with running(config(tmp_path, emulator.base_url)) as service:
+                assert service.spool is not None
+                read_back: list[int] = []
+                read_after = service.spool.read_after
+
+                def counting(last_id: int, limit: int) -> list[tuple[int, bytes]]:
+                    rows = read_after(last_id, limit)
+                    read_back.extend(i for i, _ in rows)
+                    return rows
+
+                service.spool.read_after = counting  # type: ignore[method-assign]
+                await until(lambda: store.total == 7)
+                await send(service, [SUDO % i for i in range(300)])
+                await until(lambda: store.total == 307)
+                assert len(read_back) <= 7, "what the service committed was not read back"
+                # Records put in by another process, then more of the service's own.
+                await asyncio.to_thread(_insert_elsewhere, tmp_path / "spool.db", [fragment] * 5)
+                await send(service, [SUDO % i for i in range(300, 350)])
+                await until(lambda: store.total == 362)
+                await until(lambda: service.spool is not None and service.spool.records == 0)
+                await asyncio.sleep(0.3)
+                assert store.total == 362, "nothing twice"
+                assert len(read_back) >= 5
+
+    run(scenario())
+
+
+def _insert_elsewhere(path: Path, inserts: list[bytes]) -> None:
+    with Spool(path, fmt="xml") as other:
+        other.apply(inserts=inserts)
+
+
 def test_drop_newest_counts_what_does_not_fit(tmp_path: Path) -> None:
     async def scenario() -> None:
         # Nobody listens at this URL: everything stays spooled, and the bound is reached.

@@ -349,7 +349,8 @@ _CISCO_BODY = st.one_of(
         "%A-1-B%C-2-D: x", "%ab c %LINK-3-UPDOWN: x",
     ]),
     # Mnemonics that end just before, at and after the 200th character of the text.
-    st.builds(lambda n, end: "%" + "A" * n + "-5-B" + end, st.integers(190, 200), st.sampled_from(["", ":", " x", "C: x"])),
+    st.builds(lambda n, end: "%" + "A" * n + "-5-B" + end, st.integers(190, 200),
+              st.sampled_from(["", ":", " x", "C: x"])),
     st.text(alphabet=st.sampled_from("aZ09:%[]()*. -/\t_"), max_size=40),
 )  # fmt: skip
 
