@@ -126,7 +126,7 @@ class Service:
         # without reading them back from the spool; see `_fresh_after`.
         self._fresh: deque[tuple[int, list[bytes]]] = deque()
         self._fresh_count = 0
-        self._recount = False  # the spool's counters are to be read from the file
+        self._last_inserted: int | None = None  # the id of the last record this service spooled
         self._quarantines: list[tuple[int, bytes, str]] = []
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
         self._paused = False  # the listeners, for either reason below
@@ -361,6 +361,11 @@ class Service:
         first = await self._in_db(self.spool.apply, inserts, deletes, quarantines)
         self.spooled += len(inserts)
         if inserts:
+            if first is None or (self._last_inserted is not None and first != self._last_inserted + 1):
+                # Ids were taken between two of our commits: another process added rows (a
+                # `nwsyslog spool retry`), which the spool's counters have not seen.
+                await self._in_db(self.spool.recount)
+            self._last_inserted = None if first is None else first + len(inserts) - 1
             if first is not None:
                 if self._fresh_count + len(inserts) > FRESH_MAX:  # the feeder is behind: it reads
                     self._fresh.clear()
@@ -455,9 +460,6 @@ class Service:
                 continue
             rows = self._fresh_after(last_id)
             if rows is None:
-                if self._recount:  # rows this service did not insert: the counters missed them
-                    self._recount = False
-                    await self._in_db(self.spool.recount)
                 rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
             if not rows:
                 self._wake_feeder.clear()
@@ -481,9 +483,8 @@ class Service:
             first, data = fresh[0]
             if first + len(data) - 1 > last_id:
                 if first != last_id + 1:
-                    # Rows in between that this service did not commit (an earlier run's, a
-                    # retry from the quarantine by another process), or an overlap.
-                    self._recount = first > last_id + 1
+                    # Rows in between that the feeder has not taken (a backlog, an earlier run's,
+                    # a retry from the quarantine by another process), or an overlap.
                     return None
                 fresh.popleft()
                 self._fresh_count -= len(data)

@@ -176,10 +176,14 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
                     return rows
 
                 service.spool.read_after = counting  # type: ignore[method-assign]
+                recounts: list[None] = []
+                recount = service.spool.recount
+                service.spool.recount = lambda: (recounts.append(None), recount())[1]  # type: ignore[method-assign]
                 await until(lambda: store.total == 7)
                 await send(service, [SUDO % i for i in range(300)])
                 await until(lambda: store.total == 307)
                 assert len(read_back) <= 7, "what the service committed was not read back"
+                assert recounts == [], "its own records need no recount (the backlog is no reason either)"
                 # Records put in by another process, then more of the service's own.
                 await asyncio.to_thread(_insert_elsewhere, tmp_path / "spool.db", [fragment] * 5)
                 await send(service, [SUDO % i for i in range(300, 350)])
@@ -188,6 +192,7 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
                 await asyncio.sleep(0.3)
                 assert store.total == 362, "nothing twice"
                 assert len(read_back) >= 5
+                assert recounts
 
     run(scenario())
 
