@@ -217,7 +217,12 @@ class Service:
         config = self.config
         ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
         self.spool = await self._in_db(
-            lambda: Spool(self.spool_path, fmt=config.netwrix.format, sync=config.spool.sync)
+            lambda: Spool(
+                self.spool_path,
+                fmt=config.netwrix.format,
+                sync=config.spool.sync,
+                secure_delete=config.spool.secure_delete,
+            )
         )
         if self.spool.records:
             log.info(

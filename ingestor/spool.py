@@ -34,6 +34,7 @@ from typing import Literal
 from .errors import StartupError
 
 Sync = Literal["normal", "full"]
+SecureDelete = Literal["fast", "on"]
 
 _SCHEMA = """
 -- AUTOINCREMENT: ids never come back after deletes, so "rows after the last one read" is exact.
@@ -93,7 +94,9 @@ class Spool:
         [(1, b'<ActivityRecord/>')]
     """
 
-    def __init__(self, path: str | Path, *, fmt: str, sync: Sync = "normal") -> None:
+    def __init__(
+        self, path: str | Path, *, fmt: str, sync: Sync = "normal", secure_delete: SecureDelete = "fast"
+    ) -> None:
         self.path = str(path)
         self.format = fmt
         try:
@@ -105,6 +108,9 @@ class Spool:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+            # Builds differ in their default (Debian's is ON): zeroing every deleted record's
+            # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
+            self._db.execute(f"PRAGMA secure_delete={secure_delete.upper()}")
             self._db.executescript(_SCHEMA)
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             self._json_rows = _has_json(self._db)
