@@ -185,8 +185,18 @@ class Spool:
                 )
             gone = 0
             gone_bytes = 0
-            if deleted:
-                # Sizes of what goes, for the counters; then one statement per chunk of ids.
+            if deleted and self._json_rows:
+                # Sizes of what goes, for the counters, then the delete: the ids as one JSON
+                # array (no statement text and no parameter per id to build and bind).
+                ids = json.dumps(deleted)
+                gone, gone_bytes = db.execute(
+                    "SELECT count(*), coalesce(sum(length(data)), 0) FROM records"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                ).fetchone()
+                db.execute("DELETE FROM records WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+            elif deleted:
+                # The same, one statement per chunk of ids.
                 for chunk in _chunks(deleted, 500):
                     marks = ",".join("?" * len(chunk))
                     n, size = db.execute(
