@@ -133,12 +133,14 @@ class Batcher:
         """
         sep = self._sep
         room = self.max_bytes - self._envelope  # for payload and separators
-        sizes = list(map(len, map(_data, islice(entries, start, None))))
+        n = len(self._entries)
+        # The open batch closes, full at the latest, within the next max_records - n entries:
+        # sizes beyond them are not needed (a call costs what it looks at, not what is left).
+        sizes = list(map(len, map(_data, islice(entries, start, start + self.max_records - n))))
         too_large = len(sizes)
         if sizes and max(sizes) > room:
             too_large = next(k for k, size in enumerate(sizes) if size > room)
         ends = list(accumulate(sizes))  # payload of entries[start:start+k+1]
-        n = len(self._entries)
         # Entry k joins the open batch while envelope + payload + separators <= max_bytes, i.e.
         # ends[k] + sep * (k + 1) <= room - payload - sep * (n - 1) (with n == 0, entry 0 joins).
         # That cost grows with k: bisect on it, computing it only at the probes.
