@@ -502,7 +502,7 @@ def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
     if not path.exists():
         _fail(f"no spool at {path}", EXIT_CONFIG)
     try:
-        return Spool(path, fmt=config.netwrix.format)
+        return Spool(path, fmt=config.netwrix.format, sync=config.spool.sync, secure_delete=config.spool.secure_delete)
     except StartupError as exc:
         _fail(exc)
 

@@ -288,11 +288,11 @@ class SpoolConfig(BaseModel):
     max_bytes: int = Field(4 * 1024**3, ge=1024 * 1024)
     overflow: Literal["block", "drop_newest"] = "block"
     sync: Literal["normal", "full"] = "normal"
-    secure_delete: Literal["fast", "on"] = Field(
-        "fast",
-        description="on: SQLite zeroes every delivered record's bytes in the file (~20% more spool "
-        "work); fast: only where that costs no extra write, so pages freed whole keep old records "
-        "until reused",
+    secure_delete: bool = Field(
+        False,
+        description="true: SQLite zeroes every delivered record's bytes in the file (~20% more spool "
+        "work); false: only where that costs no extra write (SQLite's FAST), so pages freed whole "
+        "keep old records until reused",
     )
     max_in_memory: int = Field(
         20_000,

@@ -34,7 +34,6 @@ from typing import Literal
 from .errors import StartupError
 
 Sync = Literal["normal", "full"]
-SecureDelete = Literal["fast", "on"]
 
 _SCHEMA = """
 -- AUTOINCREMENT: ids never come back after deletes, so "rows after the last one read" is exact.
@@ -94,9 +93,7 @@ class Spool:
         [(1, b'<ActivityRecord/>')]
     """
 
-    def __init__(
-        self, path: str | Path, *, fmt: str, sync: Sync = "normal", secure_delete: SecureDelete = "fast"
-    ) -> None:
+    def __init__(self, path: str | Path, *, fmt: str, sync: Sync = "normal", secure_delete: bool = False) -> None:
         self.path = str(path)
         self.format = fmt
         try:
@@ -110,7 +107,7 @@ class Spool:
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's
             # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
-            self._db.execute(f"PRAGMA secure_delete={secure_delete.upper()}")
+            self._db.execute(f"PRAGMA secure_delete={'ON' if secure_delete else 'FAST'}")
             self._db.executescript(_SCHEMA)
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             self._json_rows = _has_json(self._db)

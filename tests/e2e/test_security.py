@@ -88,20 +88,20 @@ def test_the_spool_and_its_quarantine_are_private_whatever_the_umask(tmp_path: P
 
 
 def test_with_secure_delete_on_a_delivered_record_leaves_nothing_in_the_file(tmp_path: Path) -> None:
-    """`spool.secure_delete: on`: once delivered (deleted) and checkpointed, no byte of a
-    record is left in the spool file, pages freed whole included; `fast` (the default) only
-    zeroes where that costs no extra write, so a freed page may keep it until reused (this
+    """`spool.secure_delete: true`: once delivered (deleted) and checkpointed, no byte of a
+    record is left in the spool file, pages freed whole included; by default (SQLite's FAST)
+    only where that costs no extra write, so a freed page may keep it until reused (this
     SQLite's pragma reads back what was asked)."""
     path = tmp_path / "spool.db"
     secret = b"<Who>s3cr3t-operator</Who>"
-    for mode in ("on", "fast"):
+    for on in (True, False):
         path.unlink(missing_ok=True)
-        with Spool(path, fmt="xml", secure_delete=mode) as spool:  # type: ignore[arg-type]
+        with Spool(path, fmt="xml", secure_delete=on) as spool:
             first = spool.apply(inserts=[b"<ActivityRecord>" + secret + b"x" * 900 + b"</ActivityRecord>"] * 40)
             assert first is not None
             spool.apply(deletes=range(first, first + 40))
-            assert spool._db.execute("PRAGMA secure_delete").fetchone() == ((1,) if mode == "on" else (2,))
-        if mode == "on":
+            assert spool._db.execute("PRAGMA secure_delete").fetchone() == ((1,) if on else (2,))
+        if on:
             assert secret not in path.read_bytes()
 
 

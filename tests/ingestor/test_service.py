@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import signal
 import socket
 import subprocess
@@ -411,3 +412,32 @@ def test_fixed_credentials_take_effect_on_reload_and_nothing_is_lost(tmp_path: P
     with EmulatorServer.running(EmulatorSettings(user=("writer", "right"))) as emulator:
         url = emulator.base_url
         run(scenario())
+
+
+def test_spool_commands_show_and_retry_the_quarantine_under_the_configured_spool_settings(tmp_path: Path) -> None:
+    """`nwsyslog spool stats|list|retry` read the spool named by the configuration and open it
+    with its settings: with `secure_delete: true`, the retried quarantine row's reason is gone
+    from the file."""
+    path = tmp_path / "spool.db"
+    config_file = tmp_path / "nwsyslog.yaml"
+    config_file.write_text(f"listeners: ['udp://127.0.0.1:0']\nspool: {{path: '{path}', secure_delete: true}}\n")
+    record = b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w</What></ActivityRecord>"
+    with Spool(path, fmt="xml") as spool:
+        first = spool.apply(inserts=[record, record])
+        assert first is not None
+        # A long reason (the server's ErrorList), on pages of its own that the delete frees whole.
+        spool.apply(quarantines=[(first, record, "400: " + "Who is s3cr3t-reason. " * 400)])
+    runner = CliRunner()
+    stats = runner.invoke(main, ["spool", "stats", "--config", str(config_file)])
+    assert stats.exit_code == 0, stats.output
+    assert "1 records waiting" in stats.output and "1 quarantined" in stats.output
+    listed = runner.invoke(main, ["spool", "list", "--config", str(config_file)])
+    [line] = listed.output.splitlines()
+    assert json.loads(line)["reason"] == "400: " + "Who is s3cr3t-reason. " * 400
+    assert json.loads(line)["record"] == record.decode()
+    retried = runner.invoke(main, ["spool", "retry", "--config", str(config_file)])
+    assert retried.exit_code == 0 and "1 records moved back" in retried.output
+    with Spool(path, fmt="xml") as spool:
+        assert [data for _, data in spool.read_after(0, 10)] == [record, record]
+        assert spool.quarantine_count == 0
+    assert b"s3cr3t-reason" not in path.read_bytes()
