@@ -59,7 +59,8 @@ log = logging.getLogger("nwsyslog.service")
 
 WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is only in memory)
 READ_CHUNK = 1000  # rows the feeder reads at a time
-FRESH_MAX = 20 * READ_CHUNK  # committed records kept in memory for the feeder (beyond: read back)
+# Committed records kept in memory for the feeder, by count and by bytes (beyond: read back).
+FRESH_MAX, FRESH_MAX_BYTES = 20 * READ_CHUNK, 32 * 2**20
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
@@ -124,8 +125,8 @@ class Service:
         self._delivered: list[int] = []
         # Just-committed records with their ids, (first id, data), for the feeder to take
         # without reading them back from the spool; see `_fresh_after`.
-        self._fresh: deque[tuple[int, list[bytes]]] = deque()
-        self._fresh_count = 0
+        self._fresh: deque[tuple[int, list[bytes], int]] = deque()  # (first id, data, bytes)
+        self._fresh_count = self._fresh_bytes = 0
         self._last_inserted: int | None = None  # the id of the last record this service spooled
         self._quarantines: list[tuple[int, bytes, str]] = []
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
@@ -372,11 +373,13 @@ class Service:
                 await self._in_db(self.spool.recount)
             self._last_inserted = None if first is None else first + len(inserts) - 1
             if first is not None:
-                if self._fresh_count + len(inserts) > FRESH_MAX:  # the feeder is behind: it reads
-                    self._fresh.clear()
-                    self._fresh_count = 0
-                self._fresh.append((first, inserts))
-                self._fresh_count += len(inserts)
+                size = sum(map(len, inserts))
+                if self._fresh_count + len(inserts) > FRESH_MAX or self._fresh_bytes + size > FRESH_MAX_BYTES:
+                    self._forget_fresh()  # the feeder is behind: it reads from the spool
+                if len(inserts) <= FRESH_MAX and size <= FRESH_MAX_BYTES:
+                    self._fresh.append((first, inserts, size))
+                    self._fresh_count += len(inserts)
+                    self._fresh_bytes += size
             self._wake_feeder.set()
         self._flow_control()
 
@@ -485,18 +488,21 @@ class Service:
         cutting the read apart holds the GIL against the listener thread."""
         fresh = self._fresh
         while fresh:
-            first, data = fresh[0]
-            if first + len(data) - 1 > last_id:
-                if first != last_id + 1:
-                    # Rows in between that the feeder has not taken (a backlog, an earlier run's,
-                    # a retry from the quarantine by another process), or an overlap.
-                    return None
-                fresh.popleft()
-                self._fresh_count -= len(data)
-                return list(zip(range(first, first + len(data)), data, strict=True))
+            first, data, size = fresh[0]
+            if first + len(data) - 1 > last_id and first != last_id + 1:
+                # Rows in between that the feeder has not taken (a backlog, an earlier run's,
+                # a retry from the quarantine by another process), or an overlap.
+                return None
             fresh.popleft()
             self._fresh_count -= len(data)
+            self._fresh_bytes -= size
+            if first == last_id + 1:
+                return list(zip(range(first, first + len(data)), data, strict=True))
         return None
+
+    def _forget_fresh(self) -> None:
+        self._fresh.clear()
+        self._fresh_count = self._fresh_bytes = 0
 
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""
@@ -511,8 +517,7 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
         await self._commit()  # deletions of what was delivered before the halt, so it is not resent
-        self._fresh.clear()  # everything is read again from the spool, from the start
-        self._fresh_count = 0
+        self._forget_fresh()  # everything is read again from the spool, from the start
         self.client = self._new_client()
         await self.client.start()
         self._halted = None

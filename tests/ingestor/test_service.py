@@ -198,6 +198,44 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
     run(scenario())
 
 
+def test_beyond_the_memory_bound_committed_records_are_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the feeder held up (the server is down, the send queue full), committed records
+    stay in memory only up to the bound (20 here); the rest are read from the spool once the
+    server is back, and every record goes out exactly once."""
+    monkeypatch.setattr("ingestor.service.FRESH_MAX", 20)
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings(outage_s=1.5)) as emulator:
+            store = emulator.emulator.store
+            cfg = config(tmp_path, emulator.base_url, batching={"linger": 0.05, "max_batch_records": 5})
+            async with running(cfg) as service:
+                assert service.spool is not None
+                read_back: list[int] = []
+                read_after = service.spool.read_after
+
+                def counting(last_id: int, limit: int) -> list[tuple[int, bytes]]:
+                    rows = read_after(last_id, limit)
+                    read_back.extend(i for i, _ in rows)
+                    return rows
+
+                service.spool.read_after = counting  # type: ignore[method-assign]
+                held = []
+                for burst in range(30):  # ~2 s of small commits, most of them during the outage
+                    await send(service, [SUDO % i for i in range(burst * 10, burst * 10 + 10)])
+                    await asyncio.sleep(0.06)
+                    held.append(service._fresh_count)
+                assert max(held) <= 20, held
+                await until(lambda: store.total == 300)
+                await until(lambda: service.spool is not None and service.spool.records == 0)
+                await asyncio.sleep(0.3)
+                assert store.total == 300, "nothing twice"
+                assert len(read_back) > 0
+
+    run(scenario())
+
+
 def _insert_elsewhere(path: Path, inserts: list[bytes]) -> None:
     with Spool(path, fmt="xml") as other:
         other.apply(inserts=inserts)
