@@ -168,15 +168,7 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
             store = emulator.emulator.store
             async with running(config(tmp_path, emulator.base_url)) as service:
                 assert service.spool is not None
-                read_back: list[int] = []
-                read_after = service.spool.read_after
-
-                def counting(last_id: int, limit: int) -> list[tuple[int, bytes]]:
-                    rows = read_after(last_id, limit)
-                    read_back.extend(i for i, _ in rows)
-                    return rows
-
-                service.spool.read_after = counting  # type: ignore[method-assign]
+                read_back = _count_reads(service.spool)
                 recounts: list[None] = []
                 recount = service.spool.recount
                 service.spool.recount = lambda: (recounts.append(None), recount())[1]  # type: ignore[method-assign]
@@ -188,10 +180,7 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
                 # Records put in by another process, then more of the service's own.
                 await asyncio.to_thread(_insert_elsewhere, tmp_path / "spool.db", [fragment] * 5)
                 await send(service, [SUDO % i for i in range(300, 350)])
-                await until(lambda: store.total == 362)
-                await until(lambda: service.spool is not None and service.spool.records == 0)
-                await asyncio.sleep(0.3)
-                assert store.total == 362, "nothing twice"
+                await _delivered_once(service, store, 362)
                 assert len(read_back) >= 5
                 assert recounts
 
@@ -212,28 +201,40 @@ def test_beyond_the_memory_bound_committed_records_are_read_back(
             cfg = config(tmp_path, emulator.base_url, batching={"linger": 0.05, "max_batch_records": 5})
             async with running(cfg) as service:
                 assert service.spool is not None
-                read_back: list[int] = []
-                read_after = service.spool.read_after
-
-                def counting(last_id: int, limit: int) -> list[tuple[int, bytes]]:
-                    rows = read_after(last_id, limit)
-                    read_back.extend(i for i, _ in rows)
-                    return rows
-
-                service.spool.read_after = counting  # type: ignore[method-assign]
+                read_back = _count_reads(service.spool)
                 held = []
                 for burst in range(30):  # ~2 s of small commits, most of them during the outage
                     await send(service, [SUDO % i for i in range(burst * 10, burst * 10 + 10)])
                     await asyncio.sleep(0.06)
                     held.append(service._fresh_count)
                 assert max(held) <= 20, held
-                await until(lambda: store.total == 300)
-                await until(lambda: service.spool is not None and service.spool.records == 0)
-                await asyncio.sleep(0.3)
-                assert store.total == 300, "nothing twice"
+                await _delivered_once(service, store, 300)
                 assert len(read_back) > 0
 
     run(scenario())
+
+
+def _count_reads(spool: Spool) -> list[int]:
+    """The ids `spool.read_after` gives from now on (it is wrapped), in a list that grows."""
+    read_back: list[int] = []
+    read_after = spool.read_after
+
+    def counting(last_id: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = read_after(last_id, limit)
+        read_back.extend(i for i, _ in rows)
+        return rows
+
+    spool.read_after = counting  # type: ignore[method-assign]
+    return read_back
+
+
+async def _delivered_once(service: Service, store: Any, total: int) -> None:
+    """Wait until the server holds `total` records and the spool none, then check that no
+    more arrive (nothing was sent twice)."""
+    await until(lambda: store.total == total)
+    await until(lambda: service.spool is not None and service.spool.records == 0)
+    await asyncio.sleep(0.3)
+    assert store.total == total, "nothing twice"
 
 
 def _insert_elsewhere(path: Path, inserts: list[bytes]) -> None:

@@ -122,9 +122,7 @@ def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]], one
     with Spool(":memory:", fmt="xml") as spool:
         spool._json_rows = spool._json_rows and one_statement  # both ways of inserting and deleting
         for inserts, picks in steps:
-            ids = [i for i, _ in spool.read_after(0, 1000)]
-            deletes = {ids[p % len(ids)] for p in picks} if ids else set()
-            spool.apply(inserts=inserts, deletes=deletes)
+            _, deletes = apply_step(spool, inserts, picks)
             stats = spool.stats()
             assert (spool.records, spool.bytes) == (stats.records, stats.bytes)
             assert not deletes & {i for i, _ in spool.read_after(0, 1000)}
@@ -158,15 +156,23 @@ def test_a_batch_is_one_statement(tmp_path: Path) -> None:
         assert [data for _, data in spool.read_after(0, 1000)] == [*inserts, b"\x00\xff", b""]
 
 
+def apply_steps(max_size: int) -> st.SearchStrategy[list[tuple[list[bytes], list[int]]]]:
+    """Commits: fragments to insert, and picks among the rows already there to delete."""
+    fragments = st.lists(st.one_of(fragment_text.map(str.encode), st.binary(max_size=10)), max_size=6)
+    return st.lists(st.tuples(fragments, st.lists(st.integers(0, 30), max_size=4)), max_size=max_size)
+
+
+def apply_step(spool: Spool, inserts: list[bytes], picks: list[int]) -> tuple[int | None, set[int]]:
+    """One commit: `inserts`, and the rows `picks` point at (by position, wrapping) deleted.
+    Returns apply's first id and the ids deleted."""
+    ids = [i for (i,) in spool._db.execute("SELECT id FROM records ORDER BY id").fetchall()]
+    deletes = {ids[p % len(ids)] for p in picks} if ids else set()
+    return spool.apply(inserts=inserts, deletes=deletes), deletes
+
+
 @settings(max_examples=150, deadline=None)
 @given(
-    steps=st.lists(
-        st.tuples(
-            st.lists(st.one_of(fragment_text.map(str.encode), st.binary(max_size=10)), max_size=6),
-            st.lists(st.integers(0, 30), max_size=4),
-        ),
-        max_size=6,
-    ),
+    steps=apply_steps(max_size=6),
     last=st.integers(-1, 40),
     limit=st.integers(1, 40),
 )
@@ -175,8 +181,7 @@ def test_a_read_is_what_the_rows_hold_in_id_order(
 ) -> None:
     with Spool(":memory:", fmt="xml") as spool:
         for inserts, picks in steps:
-            ids = [i for i, _ in spool._db.execute("SELECT id, data FROM records").fetchall()]
-            spool.apply(inserts=inserts, deletes={ids[p % len(ids)] for p in picks} if ids else ())
+            apply_step(spool, inserts, picks)
         rows = spool._db.execute(
             "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last, limit)
         ).fetchall()
@@ -185,13 +190,7 @@ def test_a_read_is_what_the_rows_hold_in_id_order(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    steps=st.lists(
-        st.tuples(
-            st.lists(st.one_of(fragment_text.map(str.encode), st.binary(max_size=10)), max_size=6),
-            st.lists(st.integers(0, 30), max_size=4),
-        ),
-        max_size=8,
-    ),
+    steps=apply_steps(max_size=8),
     one_statement=st.booleans(),
 )
 def test_apply_names_the_ids_its_inserts_got(steps: list[tuple[list[bytes], list[int]]], one_statement: bool) -> None:
@@ -200,8 +199,7 @@ def test_apply_names_the_ids_its_inserts_got(steps: list[tuple[list[bytes], list
     with Spool(":memory:", fmt="xml") as spool:
         spool._json_rows = spool._json_rows and one_statement  # both ways of inserting
         for inserts, picks in steps:
-            ids = [i for (i,) in spool._db.execute("SELECT id FROM records").fetchall()]
-            first = spool.apply(inserts=inserts, deletes={ids[p % len(ids)] for p in picks} if ids else ())
+            first, _ = apply_step(spool, inserts, picks)
             if not inserts:
                 assert first is None
                 continue
