@@ -147,6 +147,8 @@ class ActivityRecord(BaseModel):
 Record = ActivityRecord
 
 _M = TypeVar("_M", bound=BaseModel)
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
@@ -177,23 +179,22 @@ def format_when(when: datetime) -> str:
         return text
     micro = when.microsecond
     if not micro:
-        return _remember(when, when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return _remember(_WHEN_TEXT, when, when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     # A stamp with a fraction (IOS's msec) is mostly new: its second's text is looked up (or
     # made once) and the fraction's text added: ~23,700 instructions a new stamp against
     # ~29,600 with strftime (callgrind; replace(microsecond=0) alone costs ~9,600).
     fraction = _FRACTIONS.get(micro)
     if fraction is None:
-        if len(_FRACTIONS) >= 4096:
-            _FRACTIONS.clear()
-        fraction = _FRACTIONS[micro] = (timedelta(microseconds=micro), f".{micro:06d}Z")
-    return _remember(when, format_when(when - fraction[0])[:-1] + fraction[1])
+        fraction = _remember(_FRACTIONS, micro, (timedelta(microseconds=micro), f".{micro:06d}Z"))
+    return _remember(_WHEN_TEXT, when, format_when(when - fraction[0])[:-1] + fraction[1])
 
 
-def _remember(when: datetime, text: str) -> str:
-    if len(_WHEN_TEXT) >= 4096:
-        _WHEN_TEXT.clear()
-    _WHEN_TEXT[when] = text
-    return text
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Store `value` in one of format_when's memos, emptied whenever it reaches 4096 entries."""
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 # Syslog timestamps are whole seconds or share one (with their fractions), so at any rate many

@@ -28,7 +28,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
@@ -331,10 +335,17 @@ def _fraction(frac: str) -> timedelta:
     remembered to the second is ~20 times cheaper than `replace(microsecond=...)`."""
     fraction = _FRACTIONS.get(frac)
     if fraction is None:
-        if len(_FRACTIONS) >= 4096:
-            _FRACTIONS.clear()
-        fraction = _FRACTIONS[frac] = timedelta(microseconds=_micros(frac))
+        fraction = _keep(_FRACTIONS, 4096, frac, timedelta(microseconds=_micros(frac)))
     return fraction
+
+
+def _keep(cache: dict[_K, _V], limit: int, key: _K, value: _V) -> _V:
+    """Store `value` in one of this module's memos, emptied whenever it reaches `limit`
+    (entries are cheap to make again; the bound keeps odd input from growing it)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _cached_bsd_time(
@@ -363,9 +374,7 @@ def _cached_bsd_time(
         return second + _fraction(frac) if frac else second
     when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
     if when is not None and _STABLE_PAST <= when - now <= _STABLE_AHEAD:
-        if len(_STAMPS) >= 8192:
-            _STAMPS.clear()
-        _STAMPS[key] = when.replace(microsecond=0) if frac else when
+        _keep(_STAMPS, 8192, key, when.replace(microsecond=0) if frac else when)
     return when
 
 
@@ -515,9 +524,7 @@ def _iso_local(m: re.Match[str], tz: tzinfo) -> datetime | None:
             )
         except ValueError:
             second = None
-        if len(_ISO_STAMPS) >= 8192:
-            _ISO_STAMPS.clear()
-        _ISO_STAMPS[key] = second
+        _keep(_ISO_STAMPS, 8192, key, second)
     frac = m["frac"]
     return second + _fraction(frac) if frac and second is not None else second
 
