@@ -40,6 +40,8 @@ entry_from_row: Callable[[tuple[Hashable, bytes]], Entry] = partial(tuple.__new_
 """A pair `(key, data)` as an Entry: `tuple.__new__` called from C (`map(entry_from_row, rows)`),
 where `Entry._make` is a Python function per row (~3% of the listener thread's time). Unlike
 `_make` it does not check the length: give it pairs (spool rows are)."""
+entry_key: Callable[[Entry], Hashable] = itemgetter(0)
+"""An Entry's key, as a C-level function (`map(entry_key, entries)` runs per record)."""
 _data = itemgetter(1)  # an Entry's data
 
 

@@ -23,13 +23,12 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, repeat
-from operator import itemgetter
 from types import TracebackType
 from typing import Protocol
 
 import httpx
 
-from .batcher import Batch, Batcher, Entry
+from .batcher import Batch, Batcher, Entry, entry_key
 from .config import BatchConfig, NetwrixConfig
 from .delivery import Delivery, DeliveryStats, Sink
 from .encoding import encoder_for
@@ -39,7 +38,6 @@ from .retry import Backoff
 from .sink import NetwrixSink, SendResult
 
 log = logging.getLogger("nwsyslog.client")
-_key = itemgetter(0)  # an Entry's key
 
 
 class Quarantine(Protocol):
@@ -165,7 +163,9 @@ class NetwrixClient:
                 ready = self._accept(entries[taken], now)
                 end += 1
             else:
-                unsettled.update(zip(map(_key, islice(entries, taken, end)), islice(entries, taken, end), strict=True))
+                unsettled.update(
+                    zip(map(entry_key, islice(entries, taken, end)), islice(entries, taken, end), strict=True)
+                )
             taken = end
             for batch in ready:
                 self._open_batch.set()  # the linger timer may run while this waits
@@ -233,7 +233,7 @@ class NetwrixClient:
         self._settle((entry,))
 
     def _settle(self, entries: Sequence[Entry]) -> None:
-        deque(map(self._unsettled.pop, map(_key, entries), repeat(None)), maxlen=0)  # (C-level: per record)
+        deque(map(self._unsettled.pop, map(entry_key, entries), repeat(None)), maxlen=0)  # (C-level: per record)
         if not self._unsettled:
             self._settled.set()
 

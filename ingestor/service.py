@@ -38,14 +38,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from parsers.rules.engine import RuleSet
 from parsers.rules.loader import load_ruleset
 
-from .batcher import Entry, entry_from_row
+from .batcher import Entry, entry_from_row, entry_key
 from .client import NetwrixClient
 from .config import ServiceConfig, load_service_config, parse_host_port
 from .encoding import encoder_for
@@ -64,7 +63,6 @@ FRESH_MAX, FRESH_MAX_BYTES = 20 * READ_CHUNK, 32 * 2**20
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
-_key = itemgetter(0)  # an Entry's key (a spool row id)
 
 
 def _freeze_startup_objects(again: bool = False) -> None:
@@ -323,7 +321,7 @@ class Service:
 
     # Client callbacks: they only queue ids; the writer commits them.
     def _on_delivered(self, entries: Sequence[Entry]) -> None:
-        self._delivered.extend(map(_key, entries))  # (C-level: this runs per delivered record)
+        self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool row ids; C-level, per record)
         self._wake_writer.set()
 
     def put(self, entry: Entry, reason: str) -> None:
