@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 import click
 
 from .errors import ConfigError, StartupError
+from .logs import setup_logging
 from .loop import run
 
 if TYPE_CHECKING:
@@ -35,25 +35,6 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise ConfigError(str(exc), key="--listen") from None
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log record: time (UTC, ISO 8601), level, logger, message, and the
-    traceback when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-        from datetime import UTC, datetime
-
-        obj = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            obj["exception"] = self.formatException(record.exc_info)
-        return json.dumps(obj, ensure_ascii=False)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nwsyslog")
 @click.option(
@@ -68,15 +49,7 @@ class JsonFormatter(logging.Formatter):
 )
 def main(log_level: str, log_format: str) -> None:
     """Syslog from Cisco IOS and Linux hosts into Netwrix Auditor Activity Records."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
-    if log_level != "debug":  # one line per HTTP request is noise at info level
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(log_level, log_format)  # type: ignore[arg-type]  # (click.Choice: "text" or "json")
 
 
 @main.command()
