@@ -1,19 +1,20 @@
-"""`nwsyslog run`: listeners -> pipeline -> spool -> client, and the operations around them.
+"""`nwsyslog run`: listeners -> pipeline -> spool, the delivery process, and the operations around them.
 
 Data flows one way:
 
     sources --handle()--> Pipeline.pending --writer--> Spool (SQLite, one thread)
-    Spool --feeder--> NetwrixClient --200--> writer deletes the rows
-                                    --400/413 alone--> writer moves the row to quarantine
+    Spool --delivery process: NetwrixClient--> --200--> rows deleted
+                                               --400/413 alone--> row moved to the quarantine
 
-- The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds (sooner
-  when a delivery or quarantine wakes it), together with the ids delivered and quarantined
-  since, in one transaction. Only committed rows are ever read for sending, so a record is on disk before it
+- The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds, in one
+  transaction. Only committed rows are ever read for sending, so a record is on disk before it
   can be sent, and it leaves the spool only after the server said 200.
-- The *feeder* task reads committed rows in id order and hands them to the client, which batches
-  and retries (forever by default: an outage only grows the spool). If delivery halts (401, 403,
-  404, a certificate problem) the rows stay spooled; the feeder starts a new client after
-  `HALT_RETRY` seconds or on SIGHUP, re-reading the spool from the start.
+- The *delivery process* (`ingestor.deliverer`) reads committed rows in id order and hands them
+  to the client, which batches and retries (forever by default: an outage only grows the
+  spool), and deletes or quarantines what settled. If delivery halts (401, 403, 404, a
+  certificate problem) the rows stay spooled and a new client starts after a minute or on
+  SIGHUP, re-reading the spool from the start. If the process ends unexpectedly, the service
+  stops (what it did not delete is sent again by the next run).
 - On start, whatever a previous run left in the spool is sent first (same order).
 - Memory is bounded: when `spool.max_in_memory` produced records wait for a commit (the spool
   cannot keep up), or the spool reaches its bound with overflow "block", the listeners pause.
@@ -35,8 +36,6 @@ import os
 import signal
 import ssl
 import time
-from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,11 +43,11 @@ from typing import Any
 from parsers.rules.engine import RuleSet
 from parsers.rules.loader import load_ruleset
 
-from .batcher import Entry, entry_from_row, entry_key
-from .client import NetwrixClient
 from .config import ServiceConfig, load_service_config, parse_host_port
+from .deliverer import DeliveryProcess, DeliverySettings
 from .encoding import encoder_for
 from .errors import ConfigError, StartupError
+from .logs import current_settings
 from .metrics import Metrics, Readings
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
@@ -57,10 +56,7 @@ from .spool import Spool
 log = logging.getLogger("nwsyslog.service")
 
 WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is only in memory)
-READ_CHUNK = 1000  # rows the feeder reads at a time
-# Committed records kept in memory for the feeder, by count and by bytes (beyond: read back).
-FRESH_MAX, FRESH_MAX_BYTES = 20 * READ_CHUNK, 32 * 2**20
-HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
+REFRESH_INTERVAL = 0.5  # seconds between readings of the spool's totals when nothing is committed
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
 
@@ -109,7 +105,7 @@ class Service:
         self.sources: list[Source] = []
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
-        self.client: NetwrixClient | None = None
+        self.delivery: DeliveryProcess | None = None
         self.netwrix = config.netwrix
         self.emulator: Any = None  # EmulatorServer when config.emulator
         self.spooled = 0
@@ -117,29 +113,20 @@ class Service:
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        self._reloaded = asyncio.Event()  # set when a reload finished (a halted delivery then retries)
         self._wake_writer = asyncio.Event()
-        self._wake_feeder = asyncio.Event()
-        self._delivered: list[int] = []
-        # Just-committed records with their ids, (first id, data), for the feeder to take
-        # without reading them back from the spool; see `_fresh_after`.
-        self._fresh: deque[tuple[int, list[bytes], int]] = deque()  # (first id, data, bytes)
-        self._fresh_count = self._fresh_bytes = 0
-        self._last_inserted: int | None = None  # the id of the last record this service spooled
-        self._quarantines: list[tuple[int, bytes, str]] = []
+        self._refreshed = 0.0  # when the spool's totals were last read (monotonic)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
         self._paused = False  # the listeners, for either reason below
         self._spool_full = False  # overflow "block" at the spool's bound
         self._backlog_full = False  # spool.max_in_memory records wait for the next commit
         self._backlog_logged = -BACKLOG_LOG_EVERY
-        self._halted: str | None = None
         self.failure: BaseException | None = None
         self.metrics = Metrics(
             Readings(
                 sources=lambda: [(s.kind, f"{s.host}:{s.port}", s.stats) for s in self.sources],
                 pipeline=lambda: self.pipeline.stats if self.pipeline else None,
                 spool=self._spool_reading,
-                delivery=lambda: self.client.stats if self.client else None,
+                delivery=lambda: self.delivery.stats if self.delivery else None,
                 udp_drops=self._udp_drops,
                 ready=self._ready,
             )
@@ -163,11 +150,16 @@ class Service:
                     out.append((f"{s.host}:{s.port}", drops))
         return out
 
+    @property
+    def halted(self) -> str | None:
+        """Why delivery is halted (401, 403, 404, a certificate problem), or None."""
+        return self.delivery.halted if self.delivery is not None else None
+
     def _ready(self) -> tuple[bool, str]:
         if not self.started.is_set():
             return False, "starting"
-        if self._halted:
-            return False, f"delivery halted: {self._halted}"
+        if self.halted:
+            return False, f"delivery halted: {self.halted}"
         return True, "ready"
 
     # --- control --------------------------------------------------------------------------
@@ -199,7 +191,7 @@ class Service:
             raise
         tasks = [
             asyncio.create_task(self._writer(), name="nwsyslog-writer"),
-            asyncio.create_task(self._feeder(), name="nwsyslog-feeder"),
+            asyncio.create_task(self._watch_delivery(), name="nwsyslog-delivery"),
             asyncio.create_task(self._reloader(), name="nwsyslog-reload"),
         ]
         for task in tasks:
@@ -278,8 +270,20 @@ class Service:
             await source.start()
             self.sources.append(source)
             log.info("listening on %s://%s:%d", listener.scheme, listener.host, source.port)
-        self.client = self._new_client()
-        await self.client.start()
+        level, log_format = current_settings()
+        settings = DeliverySettings(
+            spool_path=self.spool_path,
+            format=config.netwrix.format,
+            sync=config.spool.sync,
+            secure_delete=config.spool.secure_delete,
+            netwrix=self.netwrix,
+            batching=config.batching,
+            shutdown_timeout=config.shutdown_timeout,
+            log_level=level,
+            log_format=log_format,
+        )
+        self.delivery = DeliveryProcess(settings, on_request=self.metrics.observe_request)
+        await self.delivery.start()
 
     async def _start_emulator(self) -> None:
         from .emulator import EmulatorServer, EmulatorSettings
@@ -310,25 +314,6 @@ class Service:
         self._servers.append(asyncio.create_task(server.serve(sockets=[sock]), name="nwsyslog-metrics"))
         log.info("metrics on http://%s/metrics (also /healthz, /readyz)", f"{host}:{self.metrics_port}")
 
-    def _new_client(self) -> NetwrixClient:
-        return NetwrixClient(
-            self.netwrix,
-            self.config.batching,
-            quarantine=self,
-            on_delivered=self._on_delivered,
-            on_request=self.metrics.observe_request,
-        )
-
-    # Client callbacks: they only queue ids; the writer commits them.
-    def _on_delivered(self, entries: Sequence[Entry]) -> None:
-        self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool row ids; C-level, per record)
-        self._wake_writer.set()
-
-    def put(self, entry: Entry, reason: str) -> None:
-        """The client's quarantine: moved to the spool's quarantine table by the writer."""
-        self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
-        self._wake_writer.set()
-
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A stage task must never end on its own: if one fails, say so and stop the service
         (what was spooled stays spooled) rather than run on half-dead."""
@@ -349,7 +334,9 @@ class Service:
             await self._commit()
 
     async def _commit(self) -> None:
-        """Commit produced records, delivered ids and quarantines in one transaction."""
+        """Commit the produced records in one transaction; when there are none, read the
+        spool's totals now and then (the delivery process deletes, the bound and the metrics
+        follow)."""
         assert self.pipeline is not None and self.spool is not None
         inserts = self.pipeline.take()
         if self._backlog_full:
@@ -357,28 +344,16 @@ class Service:
             # twice max_in_memory records are ever held).
             self._backlog_full = False
             self._set_paused()
-        deletes, self._delivered = self._delivered, []
-        quarantines, self._quarantines = self._quarantines, []
-        if not (inserts or deletes or quarantines):
+        now = time.monotonic()
+        if not inserts and now - self._refreshed < REFRESH_INTERVAL:
             return
+        self._refreshed = now
         inserts = self._bound(inserts)
-        first = await self._in_db(self.spool.apply, inserts, deletes, quarantines)
-        self.spooled += len(inserts)
         if inserts:
-            if first is None or (self._last_inserted is not None and first != self._last_inserted + 1):
-                # Ids were taken between two of our commits: another process added rows (a
-                # `nwsyslog spool retry`), which the spool's counters have not seen.
-                await self._in_db(self.spool.recount)
-            self._last_inserted = None if first is None else first + len(inserts) - 1
-            if first is not None:
-                size = sum(map(len, inserts))
-                if self._fresh_count + len(inserts) > FRESH_MAX or self._fresh_bytes + size > FRESH_MAX_BYTES:
-                    self._forget_fresh()  # the feeder is behind: it reads from the spool
-                if len(inserts) <= FRESH_MAX and size <= FRESH_MAX_BYTES:
-                    self._fresh.append((first, inserts, size))
-                    self._fresh_count += len(inserts)
-                    self._fresh_bytes += size
-            self._wake_feeder.set()
+            await self._in_db(self.spool.apply, inserts)
+            self.spooled += len(inserts)
+        else:
+            await self._in_db(self.spool.refresh)
         self._flow_control()
 
     def _bound(self, inserts: list[bytes]) -> list[bytes]:
@@ -455,71 +430,13 @@ class Service:
                 else:
                     s.resume()
 
-    async def _feeder(self) -> None:
-        assert self.spool is not None
-        last_id = 0
-        while True:
-            client = self.client
-            assert client is not None
-            if client.error is not None:
-                last_id = await self._recover(client)
-                continue
-            rows = self._fresh_after(last_id)
-            if rows is None:
-                rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
-            if not rows:
-                self._wake_feeder.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_feeder.wait(), 1.0)
-                continue
-            entries = list(map(entry_from_row, rows))
-            taken = await client.submit_entries(entries)
-            if taken:
-                last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id
-
-    def _fresh_after(self, last_id: int) -> list[tuple[int, bytes]] | None:
-        """The records that follow `last_id` from memory, as `read_after` would give them, or
-        None (read them from the spool). A fresh chunk holds exactly the rows one commit
-        inserted, so when its first id is the next after the last one taken, nothing can come
-        between; chunks at or below `last_id` were read from the spool already and are dropped.
-        Reading back every record was the spool thread's largest cost after the insert, and
-        cutting the read apart holds the GIL against the listener thread."""
-        fresh = self._fresh
-        while fresh:
-            first, data, size = fresh[0]
-            if first + len(data) - 1 > last_id and first != last_id + 1:
-                # Rows in between that the feeder has not taken (a backlog, an earlier run's,
-                # a retry from the quarantine by another process), or an overlap.
-                return None
-            fresh.popleft()
-            self._fresh_count -= len(data)
-            self._fresh_bytes -= size
-            if first == last_id + 1:
-                return list(zip(range(first, first + len(data)), data, strict=True))
-        return None
-
-    def _forget_fresh(self) -> None:
-        self._fresh.clear()
-        self._fresh_count = self._fresh_bytes = 0
-
-    async def _recover(self, client: NetwrixClient) -> int:
-        """After a halt: keep everything spooled, wait, then start over with a new client."""
-        self._halted = str(client.error)
-        log.error(
-            "delivery halted: %s. Every record stays in the spool; retrying in %.0f s or on SIGHUP",
-            client.error,
-            HALT_RETRY,
-        )
-        await client.aclose(timeout=0)
-        self._reloaded.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
-        await self._commit()  # deletions of what was delivered before the halt, so it is not resent
-        self._forget_fresh()  # everything is read again from the spool, from the start
-        self.client = self._new_client()
-        await self.client.start()
-        self._halted = None
-        return 0
+    async def _watch_delivery(self) -> None:
+        """The delivery process must not end before the service: if it does, stop (everything
+        it did not delete stays spooled for the next run)."""
+        assert self.delivery is not None
+        await self.delivery.ended.wait()
+        code = await self.delivery.reap()
+        raise RuntimeError(f"the delivery process ended unexpectedly (exit code {code})")
 
     async def _reloader(self) -> None:
         loop = asyncio.get_running_loop()
@@ -534,53 +451,55 @@ class Service:
             except ConfigError as exc:
                 log.error("reload refused, the previous configuration and rules stay in use: %s", exc)
             else:
-                assert self.pipeline is not None
+                assert self.pipeline is not None and self.delivery is not None
                 self.pipeline.ruleset = ruleset
                 _freeze_startup_objects(again=True)
                 log.info("rules reloaded: %d rules", len(ruleset))
+                netwrix = None
                 if config.netwrix != self.config.netwrix and not self.config.emulator:
                     # Credentials, URL, TLS: they apply to the next client (at once if halted).
-                    self.netwrix = config.netwrix
+                    self.netwrix = netwrix = config.netwrix
                     log.info("Netwrix settings reloaded")
+                self.delivery.reload(netwrix)
                 changed = [k for k in ("listeners", "spool", "metrics", "accept", "sources", "timezone", "records")
                            if getattr(config, k) != getattr(self.config, k)]  # fmt: skip
                 if changed:
                     log.warning("reload: %s changed; that takes a restart", ", ".join(changed))
                 self.config = self.config.model_copy(update={"rules": config.rules, "netwrix": config.netwrix})
-            self._reloaded.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: closing listeners, flushing")
         for s in self.sources:
             s.close()
         for task in tasks:
-            if task.get_name() != "nwsyslog-writer":
-                task.cancel()
-        for task in tasks:
-            if task.get_name() != "nwsyslog-writer":
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        # The writer runs on while the client flushes, so deliveries are deleted as they land.
-        if self.client is not None:
-            started = time.monotonic()
-            left = await self.client.aclose(timeout=self.config.shutdown_timeout)
-            log.info(
-                "delivery flushed in %.1fs; %d records not yet acknowledged stay spooled",
-                time.monotonic() - started,
-                len(left),
-            )
-        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # (A task that failed was reported by `_task_ended`.)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.spool is not None and self.pipeline is not None:
+            self._refreshed = 0.0
             await self._commit()
+        await self._stop_delivery()
         await self._close_resources()
+
+    async def _stop_delivery(self) -> None:
+        """Give the delivery process `shutdown_timeout` seconds to deliver what it holds."""
+        if self.delivery is None or self.delivery.ended.is_set():
+            return
+        started = time.monotonic()
+        left = await self.delivery.stop(self.config.shutdown_timeout)
+        log.info(
+            "delivery flushed in %.1fs; %s records not yet acknowledged stay spooled",
+            time.monotonic() - started,
+            "its" if left is None else left,
+        )
 
     async def _close_resources(self) -> None:
         for s in self.sources:
             s.close()
+        if self.delivery is not None and not self.delivery.ended.is_set():
+            await self.delivery.stop(0)  # (a start that failed after it)
         if self.spool is not None:
+            await self._in_db(self.spool.refresh)
             remaining = self.spool.records
             await self._in_db(self.spool.close)
             log.info("spool closed with %d records waiting", remaining)

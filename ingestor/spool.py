@@ -8,14 +8,19 @@ Two tables in one file:
   a request may be), with the reason.
 
 A `meta` table remembers the wire format the fragments were encoded in, so a spool written as
-XML is never posted as JSON. Writes come in batches, one transaction each (`apply`): inserting
-and deleting row by row would cap throughput far below what the listeners receive.
+XML is never posted as JSON. A one-row `counts` table holds the number and size of the waiting
+records and the number quarantined, changed in the same transaction as the rows: two processes
+write the file (the listening process inserts, the delivery process deletes; `nwsyslog spool
+retry` moves quarantined rows back), and each reads exact totals after its own commit without
+counting the rows. Writes come in batches, one transaction each (`apply`): inserting and
+deleting row by row would cap throughput far below what the listeners receive.
 
 Durability: WAL with `synchronous=NORMAL` (the default) keeps every committed transaction across
 a crash of the process (`kill -9`); `synchronous=FULL` also across a power loss, at a cost per
 commit. The file and its WAL are created with mode 0600.
 
-The class is synchronous and not thread-safe: the service calls it from one dedicated thread.
+The class is synchronous and not thread-safe: each process calls it from one dedicated thread.
+Writers take turns (SQLite's write lock), waiting up to `LOCK_TIMEOUT` seconds for it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from .errors import StartupError
 
 Sync = Literal["normal", "full"]
 
+LOCK_TIMEOUT = 60.0  # seconds a write waits for another process's transaction to end
+
 _SCHEMA = """
 -- AUTOINCREMENT: ids never come back after deletes, so "rows after the last one read" is exact.
 CREATE TABLE IF NOT EXISTS records (
@@ -44,7 +51,20 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counts (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    records INTEGER NOT NULL, bytes INTEGER NOT NULL, quarantined INTEGER NOT NULL
+);
 """
+
+# A spool written before the counts table existed (or a new one) gets its row from a full count.
+_FIRST_COUNT = """
+INSERT INTO counts (one, records, bytes, quarantined)
+SELECT 1, (SELECT count(*) FROM records), (SELECT coalesce(sum(length(data)), 0) FROM records),
+       (SELECT count(*) FROM quarantine)
+WHERE NOT EXISTS (SELECT 1 FROM counts)
+"""
+_COUNT = "UPDATE counts SET records = records + ?, bytes = bytes + ?, quarantined = quarantined + ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +122,14 @@ class Spool:
                 # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
                 # same mode as the database file.
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_TIMEOUT)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's
             # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
             self._db.execute(f"PRAGMA secure_delete={'ON' if secure_delete else 'FAST'}")
             self._db.executescript(_SCHEMA)
+            self._db.execute(_FIRST_COUNT)
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             self._json_rows = _has_json(self._db)
         except (OSError, sqlite3.Error) as exc:
@@ -128,33 +149,28 @@ class Spool:
         self.records: int = 0
         self.bytes: int = 0
         self.quarantine_count: int = 0
-        self.recount()
+        self.refresh()
 
-    def recount(self) -> None:
-        """Read the counters from the file: `apply` keeps them current for its own changes (the
-        overflow check runs per batch), not for another process's (`nwsyslog spool retry`)."""
-        db = self._db
-        count, size = db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM records").fetchone()
-        self.records, self.bytes = count, size
-        self.quarantine_count = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    def refresh(self) -> None:
+        """Read the counters (`records`, `bytes`, `quarantine_count`) from the file, with every
+        process's changes; `apply` and `retry` read them at the end of their transactions."""
+        self.records, self.bytes, self.quarantine_count = self._db.execute(
+            "SELECT records, bytes, quarantined FROM counts"
+        ).fetchone()
 
     def apply(
         self,
         inserts: Sequence[bytes] = (),
         deletes: Iterable[int] = (),
         quarantines: Iterable[tuple[int, bytes, str]] = (),
-    ) -> int | None:
+    ) -> None:
         """In one transaction: append `inserts`, delete the delivered ids `deletes`, and move
-        `quarantines` ((id, data, reason)) from the records to the quarantine.
-
-        Returns the id of the first inserted record: the inserts have the ids from it on, one
-        apart, in order (checked in the transaction); None when nothing was inserted (or, which
-        AUTOINCREMENT rules out, the check failed)."""
+        `quarantines` ((id, data, reason)) from the records to the quarantine. Ids that are no
+        longer waiting are skipped. The counters then hold the file's totals."""
         now = time.time()
         db = self._db
         moved = list(quarantines)
         deleted = list(deletes) + [q[0] for q in moved]
-        first = None
         db.execute("BEGIN IMMEDIATE")
         try:
             if inserts:
@@ -174,7 +190,6 @@ class Spool:
                     )
                 else:
                     db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
-                first = self._first_of(len(inserts))
             if moved:
                 db.executemany(
                     "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
@@ -202,26 +217,14 @@ class Spool:
                     db.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
                     gone += n
                     gone_bytes += size
+            db.execute(_COUNT, (len(inserts) - gone, sum(map(len, inserts)) - gone_bytes, len(moved)))
+            self.refresh()
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+                self.refresh()
             raise
-        self.records += len(inserts) - gone
-        self.bytes += sum(map(len, inserts)) - gone_bytes
-        self.quarantine_count += len(moved)
-        return first
-
-    def _first_of(self, n: int) -> int | None:
-        """The first id of the `n` rows just inserted. AUTOINCREMENT gives each new row the
-        largest id the table ever had plus one, and the open write transaction keeps any other
-        writer out, so the rows hold `n` consecutive ids ending at the last one inserted; the
-        count over that range (an index range, no data read) proves it (None if it did not)."""
-        db = self._db
-        (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
-        first = int(last) - n + 1
-        (count,) = db.execute("SELECT count(*) FROM records WHERE id BETWEEN ? AND ?", (first, last)).fetchone()
-        return first if count == n else None
 
     def read_after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` waiting records with an id above `last_id`, in id order."""
@@ -270,14 +273,14 @@ class Spool:
             now = time.time()
             db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((data, now) for _, data in rows))
             db.execute(f"DELETE FROM quarantine{where}", args)
+            db.execute(_COUNT, (len(rows), sum(len(data) for _, data in rows), -len(rows)))
+            self.refresh()
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+                self.refresh()
             raise
-        self.records += len(rows)
-        self.bytes += sum(len(data) for _, data in rows)
-        self.quarantine_count -= len(rows)
         return len(rows)
 
     def close(self) -> None:

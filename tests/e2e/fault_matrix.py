@@ -245,16 +245,16 @@ async def run_scenario(scenario: Scenario, folder: Path, count: int, seconds: fl
                 assert pipeline is not None
                 await _until(lambda: pipeline.stats.records >= count, timeout)
                 if scenario.fix_credentials:
-                    await _until(lambda: service._halted is not None, timeout)
+                    await _until(lambda: service.halted is not None, timeout)
                     path.write_text(yaml.safe_dump(_service_config(folder, url, scenario, password="right")))
                     service.reload()
                 if scenario.expect_delivery:
                     await _until(lambda: len(set(_numbers(_texts(store)))) + _quarantined(service) >= count, timeout)
                     await _until(lambda: service.spool is not None and service.spool.records == 0, timeout)
                 else:
-                    await _until(lambda: service._halted is not None, timeout)
+                    await _until(lambda: service.halted is not None, timeout)
                     await _until(lambda: service.spool is not None and service.spool.records >= count, timeout)
-                refused = 1 if service._halted and "thumbprint" in service._halted else 0
+                refused = 1 if service.halted and "thumbprint" in service.halted else 0
         finally:
             if proxy is not None:
                 await proxy.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from ingestor.loop import run
 from ingestor.sender import Sender
 from ingestor.service import Service
 from ingestor.sources import Source, udp_drops
-from ingestor.spool import Spool
+from ingestor.spool import Spool, SpoolStats
 
 SUDO = b"<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo %d"
 
@@ -126,7 +127,7 @@ def test_a_halted_delivery_keeps_records_and_is_not_ready(tmp_path: Path) -> Non
                          "auth": {"method": "basic", "username": "writer", "password": "wrong"}})  # fmt: skip
             async with running(cfg) as service, httpx.AsyncClient() as http:
                 await send(service, [SUDO % i for i in range(20)])
-                await until(lambda: service._halted is not None)
+                await until(lambda: service.halted is not None)
                 ready = await http.get(f"http://127.0.0.1:{service.metrics_port}/readyz")
                 assert ready.status_code == 503 and "401" in ready.text
                 assert emulator.emulator.store.total == 0
@@ -151,11 +152,10 @@ def test_records_left_in_the_spool_are_sent_after_a_restart(tmp_path: Path) -> N
     run(scenario())
 
 
-def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are_read(tmp_path: Path) -> None:
-    """The feeder takes what the service just committed without reading it back; records it
-    did not commit itself (an earlier run's, or a quarantine retry from `nwsyslog spool retry`
-    in another process) are read from the spool, and the spool's counters learn of them.
-    Every record goes out exactly once."""
+def test_delivery_runs_in_its_own_process_and_rows_added_behind_its_back_go_out_once(tmp_path: Path) -> None:
+    """The listening process only inserts: the delivery process reads the spool, delivers and
+    deletes. Records from an earlier run and rows another process adds (`nwsyslog spool
+    retry`) go out too, every record exactly once, and the service's totals follow the file."""
     fragment = (
         b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w</What><When>2026-01-01T00:00:00Z</When>"
         b"<Where>h</Where><ObjectType>o</ObjectType></ActivityRecord>"
@@ -167,49 +167,45 @@ def test_committed_records_go_out_from_memory_and_rows_added_behind_its_back_are
         with EmulatorServer.running(EmulatorSettings()) as emulator:
             store = emulator.emulator.store
             async with running(config(tmp_path, emulator.base_url)) as service:
-                assert service.spool is not None
-                read_back = _count_reads(service.spool)
-                recounts: list[None] = []
-                recount = service.spool.recount
-                service.spool.recount = lambda: (recounts.append(None), recount())[1]  # type: ignore[method-assign]
+                assert service.spool is not None and service.delivery is not None
+                read_here = _count_reads(service.spool)
                 await until(lambda: store.total == 7)
                 await send(service, [SUDO % i for i in range(300)])
                 await until(lambda: store.total == 307)
-                assert len(read_back) <= 7, "what the service committed was not read back"
-                assert recounts == [], "its own records need no recount (the backlog is no reason either)"
-                # Records put in by another process, then more of the service's own.
                 await asyncio.to_thread(_insert_elsewhere, tmp_path / "spool.db", [fragment] * 5)
                 await send(service, [SUDO % i for i in range(300, 350)])
                 await _delivered_once(service, store, 362)
-                assert len(read_back) >= 5
-                assert recounts
+                assert read_here == [], "the listening process never reads the spool"
+                assert service.delivery.stats.delivered == 362
+                stats = await asyncio.to_thread(_stats_elsewhere, tmp_path / "spool.db")
+                assert (service.spool.records, service.spool.bytes) == (stats.records, stats.bytes) == (0, 0)
 
     run(scenario())
 
 
-def test_beyond_the_memory_bound_committed_records_are_read_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the feeder held up (the server is down, the send queue full), committed records
-    stay in memory only up to the bound (20 here); the rest are read from the spool once the
-    server is back, and every record goes out exactly once."""
-    monkeypatch.setattr("ingestor.service.FRESH_MAX", 20)
+def test_if_the_delivery_process_dies_the_service_stops_and_the_next_run_sends_its_records(tmp_path: Path) -> None:
+    """The delivery process ignores SIGTERM (systemd and Ctrl-C reach the whole group: the
+    service decides when it stops); killed, it takes the service down with a clear reason, and
+    what it had not delivered goes out with the next run."""
 
     async def scenario() -> None:
-        with EmulatorServer.running(EmulatorSettings(outage_s=1.5)) as emulator:
-            store = emulator.emulator.store
-            cfg = config(tmp_path, emulator.base_url, batching={"linger": 0.05, "max_batch_records": 5})
-            async with running(cfg) as service:
-                assert service.spool is not None
-                read_back = _count_reads(service.spool)
-                held = []
-                for burst in range(30):  # ~2 s of small commits, most of them during the outage
-                    await send(service, [SUDO % i for i in range(burst * 10, burst * 10 + 10)])
-                    await asyncio.sleep(0.06)
-                    held.append(service._fresh_count)
-                assert max(held) <= 20, held
-                await _delivered_once(service, store, 300)
-                assert len(read_back) > 0
+        with EmulatorServer.running(EmulatorSettings(outage_s=600)) as emulator:
+            service = Service(config(tmp_path, emulator.base_url))
+            task = asyncio.create_task(service.run())
+            await until(lambda: service.started.is_set())
+            assert service.delivery is not None and service.delivery.pid is not None
+            await send(service, [SUDO % i for i in range(40)])
+            await until(lambda: service.delivery is not None and service.delivery.stats.retries > 0)
+            os.kill(service.delivery.pid, signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            assert not task.done() and not service.delivery.ended.is_set(), "SIGTERM is not for it"
+            os.kill(service.delivery.pid, signal.SIGKILL)
+            await asyncio.wait_for(task, 30)
+            assert isinstance(service.failure, RuntimeError) and "delivery process ended" in str(service.failure)
+            assert emulator.emulator.store.total == 0
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            async with running(config(tmp_path, emulator.base_url)) as service:
+                await _delivered_once(service, emulator.emulator.store, 40)
 
     run(scenario())
 
@@ -240,6 +236,11 @@ async def _delivered_once(service: Service, store: Any, total: int) -> None:
 def _insert_elsewhere(path: Path, inserts: list[bytes]) -> None:
     with Spool(path, fmt="xml") as other:
         other.apply(inserts=inserts)
+
+
+def _stats_elsewhere(path: Path) -> SpoolStats:
+    with Spool(path, fmt="xml") as other:
+        return other.stats()
 
 
 def test_drop_newest_counts_what_does_not_fit(tmp_path: Path) -> None:
@@ -438,12 +439,12 @@ def test_fixed_credentials_take_effect_on_reload_and_nothing_is_lost(tmp_path: P
         await service.started.wait()
         try:
             await send(service, [SUDO % i for i in range(30)])
-            await until(lambda: service._halted is not None and "401" in service._halted)
+            await until(lambda: service.halted is not None and "401" in service.halted)
             assert emulator.emulator.store.total == 0
             write("right")
             service.reload()
             await until(lambda: emulator.emulator.store.total == 30)
-            await until(lambda: service._halted is None)
+            await until(lambda: service.halted is None)
         finally:
             service.stop()
             await task
@@ -462,8 +463,8 @@ def test_spool_commands_show_and_retry_the_quarantine_under_the_configured_spool
     config_file.write_text(f"listeners: ['udp://127.0.0.1:0']\nspool: {{path: '{path}', secure_delete: true}}\n")
     record = b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w</What></ActivityRecord>"
     with Spool(path, fmt="xml") as spool:
-        first = spool.apply(inserts=[record, record])
-        assert first is not None
+        spool.apply(inserts=[record, record])
+        first = spool.read_after(0, 1)[0][0]
         # A long reason (the server's ErrorList), on pages of its own that the delete frees whole.
         spool.apply(quarantines=[(first, record, "400: " + "Who is s3cr3t-reason. " * 400)])
     runner = CliRunner()

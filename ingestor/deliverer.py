@@ -1,0 +1,415 @@
+"""The delivery process: spool -> `NetwrixClient` -> delivered rows deleted, rejected ones quarantined.
+
+`nwsyslog run` delivers from a process of its own. In the listening process, delivery (reading
+the spool, batching, HTTP, settling) took ~12% of the one thread that also receives, parses and
+maps every message, and that thread is what caps the loss-free rate; here it runs on another
+core. The two processes share the spool file (SQLite takes their writes in turn, and each reads
+the totals after its own commit) and one pipe. `DeliveryProcess` is the listening process's
+handle; `Deliverer` runs in the delivery process.
+
+Messages on the pipe:
+
+    listening -> delivery   ("reload", NetwrixConfig | None)  new settings for the next connection
+                                                               (None: the same); a halt is retried now
+                            ("stop", timeout)                  flush for up to `timeout` s, then exit
+    delivery -> listening   ("ready",) | ("failed", reason)    once, at start
+                            ("report", DeliveryStats, halted, [(records, SendResult), ...])
+                                                               every REPORT_INTERVAL s, and at once
+                                                               when delivery halts or resumes
+                            ("stopped", left)                  records not acknowledged (still spooled)
+
+The delivery process reads committed rows in id order (looking again every `POLL` seconds once
+it has read them all: the listening process commits every 50 ms), hands them to the client,
+which batches and retries, and commits the ids delivered and quarantined every `WRITE_INTERVAL`
+seconds. A record leaves the spool only after the server said 200 (or is moved to the
+quarantine with the server's reason); if the process dies, what it had not deleted is sent again
+by the next one (at least once, never lost). If delivery halts (401, 403, 404, a certificate
+problem) the rows stay spooled; a new client starts after `HALT_RETRY` seconds or on reload,
+reading the spool from the start.
+
+It ignores SIGINT, SIGTERM and SIGHUP (a terminal's Ctrl-C and systemd signal the whole group):
+the listening process says when to stop and passes reloads on; when that process is gone (the
+pipe closes) it stops by itself, flushing for `shutdown_timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from .batcher import Entry, entry_from_row, entry_key
+from .client import NetwrixClient
+from .config import BatchConfig, NetwrixConfig
+from .delivery import DeliveryStats
+from .errors import StartupError
+from .logs import LogFormat, setup_logging
+from .loop import run
+from .sink import SendResult
+from .spool import Spool, Sync
+
+log = logging.getLogger("nwsyslog.delivery")
+
+READ_CHUNK = 1000  # rows read at a time
+POLL = 0.05  # seconds between looks at the spool once everything in it was read
+WRITE_INTERVAL = 0.05  # seconds between commits of delivered and quarantined ids
+REPORT_INTERVAL = 0.5  # seconds between reports to the listening process
+HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
+START_TIMEOUT = 120.0  # seconds the listening process waits for the delivery process to be ready
+STOP_GRACE = 30.0  # seconds beyond the flush timeout before the delivery process is killed
+
+RequestReport = tuple[int, SendResult]
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """What the delivery process needs (pickled to it at start)."""
+
+    spool_path: Path
+    format: str
+    sync: Sync
+    secure_delete: bool
+    netwrix: NetwrixConfig
+    batching: BatchConfig
+    shutdown_timeout: float
+    log_level: str = "info"
+    log_format: LogFormat = "text"
+
+
+# --------------------------------------------------------------------------------------------
+# The listening process's side
+
+
+class DeliveryProcess:
+    """Starts the delivery process and follows it: its counters, whether it is halted, and
+    each request for the metrics (`on_request`). `ended` is set when the process is gone."""
+
+    def __init__(
+        self, settings: DeliverySettings, *, on_request: Callable[[int, SendResult], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.stats = DeliveryStats()
+        self.halted: str | None = None
+        self.left: int | None = None  # from its "stopped" message
+        self.ended = asyncio.Event()
+        self._on_request = on_request
+        self._process: Any = None  # multiprocessing's SpawnProcess
+        self._conn: Connection | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        """The delivery process's id, once started."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def exitcode(self) -> int | None:
+        """The process's exit code once it ended (negative: the signal that killed it)."""
+        return self._process.exitcode if self._process is not None else None
+
+    async def start(self) -> None:
+        """Start the process and wait until it has opened the spool and started its client;
+        raises StartupError with its reason if it could not."""
+        context = multiprocessing.get_context("spawn")  # not fork: this process has threads
+        conn, theirs = context.Pipe()
+        self._process = context.Process(target=_main, args=(theirs, self.settings), name="nwsyslog-delivery")
+        self._process.start()
+        theirs.close()
+        self._conn = conn
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        loop.add_reader(conn.fileno(), self._readable)
+        try:
+            await asyncio.wait_for(self._ready, START_TIMEOUT)
+        except BaseException:
+            await self.stop(0)
+            raise
+
+    async def reap(self) -> int | None:
+        """Once `ended`: wait (up to 5 s) for the process to exit; its exit code."""
+        if self._process is not None:
+            await asyncio.to_thread(self._process.join, 5)
+        return self.exitcode
+
+    def reload(self, netwrix: NetwrixConfig | None) -> None:
+        """Pass new Netwrix settings on (None: the same), and retry a halted delivery now."""
+        self._send(("reload", netwrix))
+
+    async def stop(self, timeout: float) -> int | None:
+        """Let it flush for up to `timeout` seconds and exit; returns how many records it had
+        not delivered (they stay spooled), None if it did not say."""
+        self._stopping = True
+        self._send(("stop", timeout))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), timeout + STOP_GRACE)
+        process = self._process
+        if process is not None:
+            await asyncio.to_thread(process.join, 5)
+            if process.is_alive():
+                log.error("the delivery process did not stop; killing it (what it held stays spooled)")
+                process.kill()
+                await asyncio.to_thread(process.join)
+        self._close()
+        return self.left
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._conn is not None and not self.ended.is_set():
+            with contextlib.suppress(OSError):
+                self._conn.send(message)
+
+    def _readable(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            while conn.poll():
+                self._dispatch(conn.recv())
+        except (EOFError, OSError):
+            self._gone()
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "report":
+            _, self.stats, self.halted, requests = message
+            if self._on_request is not None:
+                for records, result in requests:
+                    self._on_request(records, result)
+        elif kind == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif kind == "failed":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(StartupError(message[1]))
+        elif kind == "stopped":
+            self.left = message[1]
+
+    def _gone(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._conn.fileno()) if self._conn is not None else None
+        self.ended.set()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(StartupError("the delivery process ended while starting"))
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            self._conn.close()
+            self._conn = None
+        self.ended.set()
+
+
+# --------------------------------------------------------------------------------------------
+# The delivery process's side
+
+
+def _main(conn: Connection, settings: DeliverySettings) -> None:
+    """The delivery process's entry point."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    setup_logging(settings.log_level, settings.log_format)
+    run(Deliverer(conn, settings).run())
+
+
+class Deliverer:
+    """Feeds spooled rows to a `NetwrixClient` and commits what it settled; see the module docstring."""
+
+    def __init__(self, conn: Connection, settings: DeliverySettings) -> None:
+        self.settings = settings
+        self.netwrix = settings.netwrix
+        self.spool: Spool | None = None
+        self.client: NetwrixClient | None = None
+        self._conn = conn
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
+        self._delivered: list[int] = []
+        self._quarantines: list[tuple[int, bytes, str]] = []
+        self._requests: list[RequestReport] = []
+        self._halted: str | None = None
+        self._wake_writer = asyncio.Event()
+        self._reloaded = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stop_timeout = settings.shutdown_timeout
+
+    async def _in_db(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def run(self) -> None:
+        """Open the spool, start the client, deliver until told to stop (or the pipe closes)."""
+        settings = self.settings
+        try:
+            self.spool = await self._in_db(
+                lambda: Spool(
+                    settings.spool_path, fmt=settings.format, sync=settings.sync, secure_delete=settings.secure_delete
+                )
+            )
+            self.client = self._new_client()
+            await self.client.start()
+        except Exception as exc:
+            self._send(("failed", f"the delivery process could not start: {exc}"))
+            await self._close()
+            return
+        self._send(("ready",))
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._conn.fileno(), self._readable)
+        tasks = [
+            asyncio.create_task(self._feeder(), name="nwsyslog-feeder"),
+            asyncio.create_task(self._reporter(), name="nwsyslog-report"),
+            asyncio.create_task(self._writer(), name="nwsyslog-delete"),
+        ]
+        for task in tasks:
+            task.add_done_callback(self._task_ended)
+        await self._stop.wait()
+        loop.remove_reader(self._conn.fileno())
+        left = await self._shutdown(tasks)
+        self._send(("report", self.client.stats, self._halted, self._take_requests()))
+        self._send(("stopped", left))
+        self._conn.close()
+
+    def _new_client(self) -> NetwrixClient:
+        return NetwrixClient(
+            self.netwrix,
+            self.settings.batching,
+            quarantine=self,
+            on_delivered=self._on_delivered,
+            on_request=self._on_request,
+        )
+
+    # --- the pipe -------------------------------------------------------------------------
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._conn.send(message)
+        except OSError:  # the listening process is gone: stop (what was not deleted is resent)
+            self._stop.set()
+
+    def _readable(self) -> None:
+        try:
+            while self._conn.poll():
+                kind, value = self._conn.recv()
+                if kind == "reload":
+                    if value is not None:
+                        self.netwrix = value
+                    self._reloaded.set()
+                elif kind == "stop":
+                    self._stop_timeout = value
+                    self._stop.set()
+        except (EOFError, OSError):
+            log.warning("the listening process is gone; stopping delivery")
+            asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            self._stop.set()
+
+    def _take_requests(self) -> list[RequestReport]:
+        requests, self._requests = self._requests, []
+        return requests
+
+    async def _reporter(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            self._report()
+
+    def _report(self) -> None:
+        assert self.client is not None
+        self._send(("report", self.client.stats, self._halted, self._take_requests()))
+
+    # --- client callbacks: they only queue ids; the writer commits them ---------------------
+    def _on_delivered(self, entries: Sequence[Entry]) -> None:
+        self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool row ids; C-level, per record)
+        self._wake_writer.set()
+
+    def _on_request(self, records: int, result: SendResult) -> None:
+        self._requests.append((records, result))
+
+    def put(self, entry: Entry, reason: str) -> None:
+        """The client's quarantine: moved to the spool's quarantine table by the writer."""
+        self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
+        self._wake_writer.set()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task must never end on its own: if one fails, say so and stop (the spool keeps
+        everything not yet delivered; the listening process sees this process end)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s failed; stopping delivery", task.get_name(), exc_info=task.exception())
+            self._stop_timeout = 0
+            self._stop.set()
+
+    # --- tasks ----------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
+            self._wake_writer.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Delete the delivered ids and move the quarantined records, in one transaction."""
+        assert self.spool is not None
+        deletes, self._delivered = self._delivered, []
+        quarantines, self._quarantines = self._quarantines, []
+        if deletes or quarantines:
+            await self._in_db(self.spool.apply, (), deletes, quarantines)
+
+    async def _feeder(self) -> None:
+        assert self.spool is not None
+        last_id = 0
+        while True:
+            client = self.client
+            assert client is not None
+            if client.error is not None:
+                last_id = await self._recover(client)
+                continue
+            rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
+            if not rows:
+                await asyncio.sleep(POLL)
+                continue
+            entries = list(map(entry_from_row, rows))
+            taken = await client.submit_entries(entries)
+            if taken:
+                last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id
+
+    async def _recover(self, client: NetwrixClient) -> int:
+        """After a halt: keep everything spooled, wait, then start over with a new client."""
+        self._halted = str(client.error)
+        self._report()
+        log.error(
+            "delivery halted: %s. Every record stays in the spool; retrying in %.0f s or on SIGHUP",
+            client.error,
+            HALT_RETRY,
+        )
+        await client.aclose(timeout=0)
+        self._reloaded.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
+        await self._commit()  # deletions of what was delivered before the halt, so it is not resent
+        self.client = self._new_client()
+        await self.client.start()
+        self._halted = None
+        self._report()
+        return 0
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
+        """Stop reading, let the client flush (the writer deletes what lands), commit, close."""
+        for task in tasks[:2]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        left = 0
+        if self.client is not None:
+            left = len(await self.client.aclose(timeout=self._stop_timeout))
+        tasks[2].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[2]
+        await self._commit()
+        await self._close()
+        return left
+
+    async def _close(self) -> None:
+        if self.spool is not None:
+            await self._in_db(self.spool.close)
+            self.spool = None
+        self._db.shutdown(wait=True)
