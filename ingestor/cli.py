@@ -345,6 +345,8 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
         run(serve())
     except (ConfigError, StartupError) as exc:
         _fail(exc)
+    if service.failure is not None:  # a stage failed (logged); exit 1 so a supervisor restarts it
+        _fail(f"stopped: {service.failure}", EXIT_RUNTIME)
 
 
 def _is_worker() -> bool:

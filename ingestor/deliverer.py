@@ -12,7 +12,8 @@ Messages on the pipe:
     listening -> delivery   ("reload", NetwrixConfig | None)  new settings for the next connection
                                                                (None: the same); a halt is retried now
                             ("stop", timeout)                  flush for up to `timeout` s, then exit
-    delivery -> listening   ("ready",) | ("failed", reason)    once, at start
+    delivery -> listening   ("ready",) | ("failed", "config" | "startup", reason)
+                                                               once, at start
                             ("report", DeliveryStats, halted, [(records, SendResult), ...])
                                                                every REPORT_INTERVAL s, and at once
                                                                when delivery halts or resumes
@@ -50,7 +51,7 @@ from .batcher import Entry, entry_from_row, entry_key
 from .client import NetwrixClient
 from .config import BatchConfig, NetwrixConfig
 from .delivery import DeliveryStats
-from .errors import StartupError
+from .errors import ConfigError, StartupError
 from .logs import LogFormat, setup_logging
 from .loop import run
 from .sink import SendResult
@@ -187,7 +188,8 @@ class DeliveryProcess:
                 self._ready.set_result(None)
         elif kind == "failed":
             if self._ready is not None and not self._ready.done():
-                self._ready.set_exception(StartupError(message[1]))
+                _, what, reason = message
+                self._ready.set_exception(ConfigError(reason) if what == "config" else StartupError(reason))
         elif kind == "stopped":
             self.left = message[1]
 
@@ -236,6 +238,8 @@ class Deliverer:
         self._reloaded = asyncio.Event()
         self._stop = asyncio.Event()
         self._stop_timeout = settings.shutdown_timeout
+        self._closing = False  # the writer's last round
+        self._caught_up = asyncio.Event()  # stopping, the feeder read everything (or delivery halted)
 
     async def _in_db(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -251,8 +255,12 @@ class Deliverer:
             )
             self.client = self._new_client()
             await self.client.start()
+        except ConfigError as exc:  # (NTLM without its extra): the same exit code 2 as in one process
+            self._send(("failed", "config", str(exc)))
+            await self._close()
+            return
         except Exception as exc:
-            self._send(("failed", f"the delivery process could not start: {exc}"))
+            self._send(("failed", "startup", f"the delivery process could not start: {exc}"))
             await self._close()
             return
         self._send(("ready",))
@@ -340,7 +348,9 @@ class Deliverer:
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
-        while True:
+        # Never cancelled: a commit cancelled before its turn in the spool thread would forget
+        # its ids (their records would be sent again).
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
             self._wake_writer.clear()
@@ -363,8 +373,11 @@ class Deliverer:
             if client.error is not None:
                 last_id = await self._recover(client)
                 continue
+            stopping = self._stop.is_set()  # (a read begun before the stop may miss the last commit)
             rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
             if not rows:
+                if stopping:
+                    self._caught_up.set()
                 await asyncio.sleep(POLL)
                 continue
             entries = list(map(entry_from_row, rows))
@@ -375,6 +388,7 @@ class Deliverer:
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""
         self._halted = str(client.error)
+        self._caught_up.set()  # nothing more is read until it resumes
         self._report()
         log.error(
             "delivery halted: %s. Every record stays in the spool; retrying in %.0f s or on SIGHUP",
@@ -393,17 +407,24 @@ class Deliverer:
         return 0
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
-        """Stop reading, let the client flush (the writer deletes what lands), commit, close."""
+        """Within the stop timeout: read what is spooled now (the listening process committed
+        its last records before asking), let the client deliver it (the writer deletes what
+        lands), then commit and close. Whatever is left stays spooled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stop_timeout
+        if self._halted is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), self._stop_timeout)
         for task in tasks[:2]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         left = 0
         if self.client is not None:
-            left = len(await self.client.aclose(timeout=self._stop_timeout))
-        tasks[2].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await tasks[2]
+            left = len(await self.client.aclose(timeout=max(0.0, deadline - loop.time())))
+        self._closing = True
+        self._wake_writer.set()
+        await tasks[2]
         await self._commit()
         await self._close()
         return left

@@ -327,7 +327,9 @@ class Service:
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
-        while True:
+        # Never cancelled: a commit cancelled before its turn in the spool thread would lose the
+        # records it took from the pipeline. It ends after its round once the service stops.
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
             self._wake_writer.clear()
@@ -471,8 +473,10 @@ class Service:
         log.info("stopping: closing listeners, flushing")
         for s in self.sources:
             s.close()
+        self._wake_writer.set()
         for task in tasks:
-            task.cancel()
+            if task.get_name() != "nwsyslog-writer":
+                task.cancel()
         # (A task that failed was reported by `_task_ended`.)
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.spool is not None and self.pipeline is not None:

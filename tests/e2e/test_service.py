@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ingestor.emulator.process import EmulatorProcess
@@ -41,17 +42,18 @@ def free_port() -> int:
 class ServiceProcess:
     """`nwsyslog run --config FILE` in its own process, with the ports it announced."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, new_session: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingestor.cli", "run", "--config", str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=new_session,  # its own process group, as a terminal's job
         )
         assert self.proc.stdout is not None
         self.ports: dict[str, int] = {}
         for line in self.proc.stdout:
-            m = re.search(r"listening on (\w+)://[^:]+:(\d+)", line)
+            m = re.search(r"listening on (\w+)://[^:]+:(\d+)", line) or re.search(r"(metrics) on port (\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(2))
             if "nwsyslog: spool" in line:
@@ -205,6 +207,43 @@ def test_kill_9_under_load_then_restart_delivers_everything_spooled(tmp_path: Pa
     got = whats(enum_all(emulator.url))
     duplicates = sum(got.values()) - len(got)
     assert duplicates <= 5000, f"{duplicates} duplicates: more than a few batches were resent"
+
+
+def delivery_process(service: ServiceProcess) -> int:
+    """The pid of the service's delivery process (a multiprocessing child, among its children)."""
+    for child in Path(f"/proc/{service.proc.pid}/task/{service.proc.pid}/children").read_text().split():
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    raise AssertionError("no delivery process")
+
+
+def test_ctrl_c_reaches_the_whole_group_and_the_stop_is_still_graceful(
+    tmp_path: Path, emulator: EmulatorProcess
+) -> None:
+    """A terminal's Ctrl-C (SIGINT to the process group) reaches the delivery process too: it
+    waits for the service's order, so what was received is delivered before the exit."""
+    service = ServiceProcess(write_config(tmp_path, emulator.url), new_session=True)
+    with Sender("tcp", "127.0.0.1", service.ports["tcp"]) as sender:
+        sender.replay(sudo_lines(0, 3000))
+    metrics = f"http://127.0.0.1:{service.ports['metrics']}/metrics"
+    wait_for(lambda: "nwsyslog_records_total 3000.0" in httpx.get(metrics).text, 30, "3000 records made")
+    os.killpg(service.proc.pid, signal.SIGINT)
+    code, err = service.stop()
+    assert code == 0, err
+    assert "spool closed with 0 records waiting" in err, err
+    assert len(whats(enum_all(emulator.url))) == 3000
+
+
+def test_if_the_delivery_process_is_killed_the_service_exits_1_and_says_why(
+    tmp_path: Path, emulator: EmulatorProcess
+) -> None:
+    """Exit code 1 (systemd's Restart=on-failure restarts it), one line naming the cause."""
+    service = ServiceProcess(write_config(tmp_path, emulator.url))
+    os.kill(delivery_process(service), signal.SIGKILL)
+    service.proc.wait(30)
+    code, err = service.stop()
+    assert code == 1, err
+    assert "nwsyslog: stopped: the delivery process ended unexpectedly (exit code -9)" in err
 
 
 def test_a_bad_config_is_one_clear_message_and_exit_code_2(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from ingestor.cli import main
 from ingestor.config import ServiceConfig
 from ingestor.emulator import EmulatorServer, EmulatorSettings
+from ingestor.errors import StartupError
 from ingestor.loop import run
 from ingestor.sender import Sender
 from ingestor.service import Service
@@ -206,6 +207,22 @@ def test_if_the_delivery_process_dies_the_service_stops_and_the_next_run_sends_i
         with EmulatorServer.running(EmulatorSettings()) as emulator:
             async with running(config(tmp_path, emulator.base_url)) as service:
                 await _delivered_once(service, emulator.emulator.store, 40)
+
+    run(scenario())
+
+
+def test_a_delivery_process_that_cannot_start_is_a_startup_error_with_its_reason(tmp_path: Path) -> None:
+    """It builds the HTTPS client: a CA file that holds no certificate fails there, and the
+    service does not start (nothing listens), naming the cause."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    cfg = config(tmp_path, "https://127.0.0.1:9", netwrix={"url": "https://127.0.0.1:9",
+                 "tls": {"mode": "ca_file", "ca_file": str(bad)}})  # fmt: skip
+
+    async def scenario() -> None:
+        with pytest.raises(StartupError, match=r"the delivery process could not start: .*(PEM|certificate|SSL)"):
+            async with running(cfg):
+                pass
 
     run(scenario())
 
