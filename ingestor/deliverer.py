@@ -36,6 +36,7 @@ pipe closes) it stops by itself, flushing for `shutdown_timeout` seconds.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import multiprocessing
@@ -105,7 +106,6 @@ class DeliveryProcess:
         self._process: Any = None  # multiprocessing's SpawnProcess
         self._conn: Connection | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._stopping = False
 
     @property
     def pid(self) -> int | None:
@@ -126,6 +126,10 @@ class DeliveryProcess:
         self._process.start()
         theirs.close()
         self._conn = conn
+        # If this process exits without stopping it (an unexpected error), multiprocessing's
+        # exit handler waits for it, and it waits for the pipe to close: close it first (exit
+        # handlers run last-registered first), and it stops by itself.
+        atexit.register(self._close_pipe)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         loop.add_reader(conn.fileno(), self._readable)
@@ -148,7 +152,6 @@ class DeliveryProcess:
     async def stop(self, timeout: float) -> int | None:
         """Let it flush for up to `timeout` seconds and exit; returns how many records it had
         not delivered (they stay spooled), None if it did not say."""
-        self._stopping = True
         self._send(("stop", timeout))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ended.wait(), timeout + STOP_GRACE)
@@ -194,7 +197,8 @@ class DeliveryProcess:
             self.left = message[1]
 
     def _gone(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._conn.fileno()) if self._conn is not None else None
+        if self._conn is not None:
+            asyncio.get_running_loop().remove_reader(self._conn.fileno())
         self.ended.set()
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(StartupError("the delivery process ended while starting"))
@@ -203,9 +207,14 @@ class DeliveryProcess:
         if self._conn is not None:
             with contextlib.suppress(OSError, ValueError):
                 asyncio.get_running_loop().remove_reader(self._conn.fileno())
+        self._close_pipe()
+        atexit.unregister(self._close_pipe)
+        self.ended.set()
+
+    def _close_pipe(self) -> None:
+        if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self.ended.set()
 
 
 # --------------------------------------------------------------------------------------------
