@@ -20,8 +20,9 @@ Data flows one way:
   cannot keep up), or the spool reaches its bound with overflow "block", the listeners pause.
   A paused UDP listener discards what arrives, counted; paused TCP connections are not read.
 
-Signals: SIGTERM/SIGINT stop gracefully (stop listening, commit what was produced, give delivery
-`shutdown_timeout` seconds, leave the rest spooled); SIGHUP re-reads the configuration file and
+Signals: SIGTERM/SIGINT stop gracefully (take no new connections, read what is in the socket
+buffers until no message came for 0.1 s (at most 2 s), close the listeners, commit what was
+produced, give delivery `shutdown_timeout` seconds, leave the rest spooled); SIGHUP re-reads the configuration file and
 the rule files (a bad new set keeps the old one and says why), applies new Netwrix settings
 (credentials, URL, TLS) to the next connection, and restarts a halted delivery with them.
 """
@@ -59,6 +60,8 @@ WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is onl
 REFRESH_INTERVAL = 0.5  # seconds between readings of the spool's totals when nothing is committed
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
+# On stop, listeners keep reading until no message came for DRAIN_IDLE seconds (at most DRAIN_MAX).
+DRAIN_IDLE, DRAIN_MAX = 0.1, 2.0
 
 
 def _freeze_startup_objects(again: bool = False) -> None:
@@ -114,6 +117,7 @@ class Service:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._wake_writer = asyncio.Event()
+        self._closing = False  # the writer's last round
         self._refreshed = 0.0  # when the spool's totals were last read (monotonic)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwsyslog-spool")
         self._paused = False  # the listeners, for either reason below
@@ -328,8 +332,8 @@ class Service:
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
         # Never cancelled: a commit cancelled before its turn in the spool thread would lose the
-        # records it took from the pipeline. It ends after its round once the service stops.
-        while not self._stop.is_set():
+        # records it took from the pipeline. It ends after its round once the listeners closed.
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
             self._wake_writer.clear()
@@ -470,9 +474,11 @@ class Service:
                 self.config = self.config.model_copy(update={"rules": config.rules, "netwrix": config.netwrix})
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        log.info("stopping: closing listeners, flushing")
+        log.info("stopping: reading what senders already sent, then closing listeners and flushing")
+        await self._drain()
         for s in self.sources:
             s.close()
+        self._closing = True
         self._wake_writer.set()
         for task in tasks:
             if task.get_name() != "nwsyslog-writer":
@@ -484,6 +490,22 @@ class Service:
             await self._commit()
         await self._stop_delivery()
         await self._close_resources()
+
+    async def _drain(self) -> None:
+        """Stop accepting connections, and keep reading until no message arrives for DRAIN_IDLE
+        seconds (at most DRAIN_MAX): what senders wrote just before the stop is in the socket
+        buffers, and closing would discard it (a TCP sender is not told what was lost)."""
+        for s in self.sources:
+            s.stop_accepting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_MAX
+        seen = None
+        while loop.time() < deadline:
+            now = [(s.stats.messages, s.stats.bytes, s.stats.shed) for s in self.sources]
+            if now == seen:
+                return
+            seen = now
+            await asyncio.sleep(DRAIN_IDLE)
 
     async def _stop_delivery(self) -> None:
         """Give the delivery process `shutdown_timeout` seconds to deliver what it holds."""

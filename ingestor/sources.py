@@ -134,6 +134,9 @@ class Source:
         """Stop receiving; idempotent."""
         raise NotImplementedError
 
+    def stop_accepting(self) -> None:
+        """Take no new connections (what is connected is still read, until `close`)."""
+
     def pause(self) -> None:
         """Stop taking messages in until `resume()` (back-pressure: the spool is full, or the
         records waiting for it reached their bound). UDP datagrams are then read and discarded,
@@ -403,10 +406,14 @@ class TcpSource(Source):
         for connection in list(self.connections):
             connection.pause_reading(False)
 
-    def close(self) -> None:
-        """Stop accepting and close every connection; idempotent."""
+    def stop_accepting(self) -> None:
+        """Take no new connections (what is connected is still read, until `close`)."""
         if self._server is not None:
             self._server.close()
+
+    def close(self) -> None:
+        """Stop accepting and close every connection; idempotent."""
+        self.stop_accepting()
         for connection in list(self.connections):
             with contextlib.suppress(Exception):
                 connection.abort()
