@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.errors import StartupError
-from ingestor.spool import Spool
+from ingestor.spool import Spool, _runs
 
 
 def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from ingestor.spool import Spool
+        from ingestor.spool import Spool, _runs
         spool = Spool({str(path)!r}, fmt="xml")
         n = 0
         while True:
@@ -112,16 +113,18 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
     assert [d for _, d in rows[:committed]] == [b"r%d" % i for i in range(committed)]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(st.lists(st.binary(max_size=20), max_size=5), st.lists(st.integers(0, 30), max_size=5)), max_size=12
     ),
     one_statement=st.booleans(),
+    ranges=st.booleans(),
 )
-def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]], one_statement: bool) -> None:
+def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]], one_statement: bool, ranges: bool) -> None:
     with Spool(":memory:", fmt="xml") as spool:
         spool._json_rows = spool._json_rows and one_statement  # both ways of inserting and deleting
+        spool._max_runs = spool._max_runs if ranges else 0  # deletes by id ranges, or by the ids
         for inserts, picks in steps:
             deletes = apply_step(spool, inserts, picks)
             stats = spool.stats()
@@ -170,6 +173,13 @@ def apply_step(spool: Spool, inserts: list[bytes], picks: list[int]) -> set[int]
     deletes = {ids[p % len(ids)] for p in picks} if ids else set()
     spool.apply(inserts=inserts, deletes=deletes)
     return deletes
+
+
+@given(ids=st.lists(st.integers(-5, 60), max_size=40))
+def test_runs_of_ids_are_exactly_the_ids(ids: list[int]) -> None:
+    runs = _runs(ids)
+    assert [i for first, last in runs for i in range(first, last + 1)] == sorted(set(ids))
+    assert all(b[0] > a[1] + 1 for a, b in pairwise(runs)), "runs are maximal"
 
 
 @settings(max_examples=150, deadline=None)
