@@ -469,7 +469,7 @@ def _spool_options(fn: Any) -> Any:
 
 
 def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
-    from .service import default_spool_path
+    from .service import default_spool_path, spool_options
     from .spool import Spool
 
     config = _config_or_exit(config_path)
@@ -477,7 +477,7 @@ def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
     if not path.exists():
         _fail(f"no spool at {path}", EXIT_CONFIG)
     try:
-        return Spool(path, fmt=config.netwrix.format, sync=config.spool.sync, secure_delete=config.spool.secure_delete)
+        return Spool(path, **spool_options(config))
     except StartupError as exc:
         _fail(exc)
 

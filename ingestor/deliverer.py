@@ -56,7 +56,7 @@ from .errors import ConfigError, StartupError
 from .logs import LogFormat, setup_logging
 from .loop import run
 from .sink import SendResult
-from .spool import Spool, Sync
+from .spool import Spool, SpoolOptions
 
 log = logging.getLogger("nwsyslog.delivery")
 
@@ -76,9 +76,7 @@ class DeliverySettings:
     """What the delivery process needs (pickled to it at start)."""
 
     spool_path: Path
-    format: str
-    sync: Sync
-    secure_delete: bool
+    spool_options: SpoolOptions
     netwrix: NetwrixConfig
     batching: BatchConfig
     shutdown_timeout: float
@@ -257,11 +255,7 @@ class Deliverer:
         """Open the spool, start the client, deliver until told to stop (or the pipe closes)."""
         settings = self.settings
         try:
-            self.spool = await self._in_db(
-                lambda: Spool(
-                    settings.spool_path, fmt=settings.format, sync=settings.sync, secure_delete=settings.secure_delete
-                )
-            )
+            self.spool = await self._in_db(lambda: Spool(settings.spool_path, **settings.spool_options))
             self.client = self._new_client()
             await self.client.start()
         except ConfigError as exc:  # (NTLM without its extra): the same exit code 2 as in one process

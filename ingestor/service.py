@@ -52,7 +52,7 @@ from .logs import current_settings
 from .metrics import Metrics, Readings
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
-from .spool import Spool
+from .spool import Spool, SpoolOptions
 
 log = logging.getLogger("nwsyslog.service")
 
@@ -86,6 +86,11 @@ def default_spool_path() -> Path:
 def worker_path(path: Path, worker: int) -> Path:
     """Worker N > 0 of `--workers` keeps its own spool beside the configured one (spool-wN.db)."""
     return path if worker == 0 else path.with_name(f"{path.stem}-w{worker}{path.suffix}")
+
+
+def spool_options(config: ServiceConfig) -> SpoolOptions:
+    """The configured way to open the spool: the format its records are in, sync, secure_delete."""
+    return SpoolOptions(fmt=config.netwrix.format, sync=config.spool.sync, secure_delete=config.spool.secure_delete)
 
 
 def load_rules(config: ServiceConfig) -> RuleSet:
@@ -211,14 +216,7 @@ class Service:
     async def _start(self) -> None:
         config = self.config
         ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
-        self.spool = await self._in_db(
-            lambda: Spool(
-                self.spool_path,
-                fmt=config.netwrix.format,
-                sync=config.spool.sync,
-                secure_delete=config.spool.secure_delete,
-            )
-        )
+        self.spool = await self._in_db(lambda: Spool(self.spool_path, **spool_options(config)))
         if self.spool.records:
             log.info(
                 "the spool %s holds %d records from an earlier run: sending them first",
@@ -277,9 +275,7 @@ class Service:
         level, log_format = current_settings()
         settings = DeliverySettings(
             spool_path=self.spool_path,
-            format=config.netwrix.format,
-            sync=config.spool.sync,
-            secure_delete=config.spool.secure_delete,
+            spool_options=spool_options(config),
             netwrix=self.netwrix,
             batching=config.batching,
             shutdown_timeout=config.shutdown_timeout,

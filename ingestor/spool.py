@@ -34,11 +34,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from .errors import StartupError
 
 Sync = Literal["normal", "full"]
+
+
+class SpoolOptions(TypedDict):
+    """How a process opens the spool (`Spool(path, **options)`): every process of one service the same."""
+
+    fmt: str
+    sync: Sync
+    secure_delete: bool
+
 
 LOCK_TIMEOUT = 60.0  # seconds a write waits for another process's transaction to end
 MAX_DELETE_RUNS = 64  # delivered ids in at most this many runs of consecutive ids: one range each

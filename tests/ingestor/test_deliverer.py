@@ -28,8 +28,9 @@ def test_a_process_that_exits_without_stopping_it_does_not_hang_and_leaves_no_pr
 
         async def main():
             settings = DeliverySettings(
-                spool_path=Path({str(tmp_path / "spool.db")!r}), format="xml", sync="normal",
-                secure_delete=False, netwrix=NetwrixConfig(url="http://127.0.0.1:9"),
+                spool_path=Path({str(tmp_path / "spool.db")!r}),
+                spool_options=dict(fmt="xml", sync="normal", secure_delete=False),
+                netwrix=NetwrixConfig(url="http://127.0.0.1:9"),
                 batching=BatchConfig(), shutdown_timeout=1.0,
             )
             process = DeliveryProcess(settings)
