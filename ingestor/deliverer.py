@@ -54,7 +54,7 @@ from .config import BatchConfig, NetwrixConfig
 from .delivery import DeliveryStats
 from .errors import ConfigError, StartupError
 from .logs import LogFormat, setup_logging
-from .loop import run
+from .loop import rounds, run
 from .sink import SendResult
 from .spool import Spool, SpoolOptions
 
@@ -279,7 +279,7 @@ class Deliverer:
         await self._stop.wait()
         loop.remove_reader(self._conn.fileno())
         left = await self._shutdown(tasks)
-        self._send(("report", self.client.stats, self._halted, self._take_requests()))
+        self._report()
         self._send(("stopped", left))
         self._conn.close()
 
@@ -351,13 +351,8 @@ class Deliverer:
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
-        # Never cancelled: a commit cancelled before its turn in the spool thread would forget
-        # its ids (their records would be sent again).
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
-            self._wake_writer.clear()
-            await self._commit()
+        # Never cancelled (it would forget delivered ids, whose records would be sent again).
+        await rounds(self._commit, self._wake_writer, WRITE_INTERVAL, lambda: self._closing)
 
     async def _commit(self) -> None:
         """Delete the delivered ids and move the quarantined records, in one transaction."""

@@ -30,7 +30,6 @@ the rule files (a bad new set keeps the old one and says why), applies new Netwr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -49,6 +48,7 @@ from .deliverer import DeliveryProcess, DeliverySettings
 from .encoding import encoder_for
 from .errors import ConfigError, StartupError
 from .logs import current_settings
+from .loop import rounds
 from .metrics import Metrics, Readings
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
@@ -327,13 +327,9 @@ class Service:
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
-        # Never cancelled: a commit cancelled before its turn in the spool thread would lose the
-        # records it took from the pipeline. It ends after its round once the listeners closed.
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_writer.wait(), WRITE_INTERVAL)
-            self._wake_writer.clear()
-            await self._commit()
+        # Never cancelled (it would lose the records a commit took from the pipeline): it ends
+        # after its round once the listeners closed.
+        await rounds(self._commit, self._wake_writer, WRITE_INTERVAL, lambda: self._closing)
 
     async def _commit(self) -> None:
         """Commit the produced records in one transaction; when there are none, read the
