@@ -2,9 +2,11 @@
 
     python3 benchmarks/bench_service.py [--seconds 5] [--rates 5000,10000,20000,30000,40000,50000]
 
-1. Spool: records/s through the SQLite spool as the service uses it: batched inserts (one
-   transaction per 5,000), reads in id order and deletes in batches of 1,000; ~600-byte XML
-   fragments; one core; a file in a temporary folder.
+1. Spool: CPU per record through the SQLite spool as the service uses it: inserts in commits of
+   2,500 (the listening process commits every 50 ms: 2,500 records at 50,000/s), reads of
+   1,000 in key order and their deletes; ~600-byte XML fragments; a file in a temporary folder.
+   Rows holding a commit's records (the spool's layout) against a row per record (what it
+   was, and what a spool written by an earlier version holds).
 2. End to end: the emulator and `nwsyslog run` as separate processes (built-in rules, XML, one
    worker), and `nwsyslog send`'s sender replaying the sample logs (Cisco IOS, Linux, sudo/su)
    over UDP at each offered rate for `--seconds`. Records are counted at the emulator; the
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingestor.emulator.process import EmulatorProcess  # noqa: E402
 from ingestor.sender import Sender  # noqa: E402
-from ingestor.spool import Spool  # noqa: E402
+from ingestor.spool import ROW_RECORDS, Spool  # noqa: E402
 from parsers.rules.loader import load_ruleset  # noqa: E402
 from parsers.rules.testing import ExplainOptions, explain_lines  # noqa: E402
 
@@ -46,21 +48,29 @@ FRAGMENT = (
 )
 
 
-def spool_throughput(n: int = 200_000) -> tuple[float, float]:
-    """(insert records/s, read+delete records/s)."""
+def spool_costs(row_records: int, n: int = 200_000, commit: int = 2500) -> tuple[float, float, float]:
+    """CPU microseconds per record to insert (commits of `commit` records: 50 ms at 50,000/s),
+    to read (1,000 at a time) and to settle (delete what each read gave), with rows of up to
+    `row_records` records."""
     with tempfile.TemporaryDirectory() as tmp, Spool(Path(tmp) / "spool.db", fmt="xml") as spool:
-        started = time.perf_counter()
-        for i in range(0, n, 5000):
-            spool.apply(inserts=[FRAGMENT] * min(5000, n - i))
-        inserted = time.perf_counter() - started
-        started = time.perf_counter()
+        spool._row_records = row_records  # (1: the layout before rows held a commit's records)
+        started = time.process_time()
+        for i in range(0, n, commit):
+            spool.apply(inserts=[FRAGMENT] * min(commit, n - i))
+        inserted = time.process_time() - started
+        reads: list[list[int]] = []
+        started = time.process_time()
         last = 0
         while rows := spool.read_after(last, 1000):
             last = rows[-1][0]
-            spool.apply(deletes=[row_id for row_id, _ in rows])
-        drained = time.perf_counter() - started
+            reads.append([key for key, _ in rows])
+        read = time.process_time() - started
+        started = time.process_time()
+        for keys in reads:
+            spool.apply(deletes=keys)
+        settled = time.process_time() - started
         assert spool.records == 0
-    return n / inserted, n / drained
+    return inserted / n * 1e6, read / n * 1e6, settled / n * 1e6
 
 
 def sample_lines() -> tuple[list[bytes], float]:
@@ -147,9 +157,11 @@ def main() -> None:
     parser.add_argument("--rates", default="5000,10000,20000,30000,40000,50000,60000")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    inserts, drains = spool_throughput()
-    print(f"spool: insert {inserts:,.0f} records/s, read+delete {drains:,.0f} records/s "
-          f"(through the spool: {1 / (1 / inserts + 1 / drains):,.0f} records/s)")  # fmt: skip
+    for label, row_records in (("rows of a commit's records", ROW_RECORDS), ("a row per record", 1)):
+        insert, read, settle = spool_costs(row_records)
+        total = insert + read + settle
+        print(f"spool, {label}: CPU per record insert {insert:.2f} us, read {read:.2f} us, settle {settle:.2f} us "
+              f"(through the spool: {1e6 / total:,.0f} records/s)")  # fmt: skip
     print("end to end (UDP -> nwsyslog run -> emulator), offered rates:")
     results = end_to_end([int(r) for r in args.rates.split(",")], args.seconds)
     clean = [r for r in results if r[4] < 0.1]

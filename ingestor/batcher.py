@@ -29,7 +29,7 @@ from .errors import RecordTooLarge
 
 
 class Entry(NamedTuple):
-    """One encoded record and the caller's key for it (a spool row id, a sequence number). A
+    """One encoded record and the caller's key for it (a spool record key, a sequence number). A
     tuple: a spool row `(id, data)` becomes one with `entry_from_row`."""
 
     key: Hashable

@@ -135,7 +135,7 @@ class NetwrixClient:
         await self.submit_entry(entry)
 
     async def submit_entry(self, entry: Entry) -> None:
-        """Accept one already encoded record under the caller's key (a spool row id), which must
+        """Accept one already encoded record under the caller's key (a spool record key), which must
         be unique among unsettled entries. Waits like `submit`."""
         if self.error is None:
             # After a halt nothing will settle this record: flush() must not wait for it.

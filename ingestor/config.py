@@ -290,9 +290,10 @@ class SpoolConfig(BaseModel):
     sync: Literal["normal", "full"] = "normal"
     secure_delete: bool = Field(
         False,
-        description="true: SQLite zeroes every delivered record's bytes in the file (~20% more spool "
-        "work); false: only where that costs no extra write (SQLite's FAST), so pages freed whole "
-        "keep old records until reused",
+        description="true: every delivered record's bytes are zeroed in the file when its delivery is "
+        "committed (a row delivered in part is written again; more spool work); false: only where "
+        "that costs no extra write (SQLite's FAST): delivered records stay until their row goes and "
+        "pages freed whole keep them until reused",
     )
     max_in_memory: int = Field(
         20_000,

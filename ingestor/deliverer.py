@@ -19,7 +19,7 @@ Messages on the pipe:
                                                                when delivery halts or resumes
                             ("stopped", left)                  records not acknowledged (still spooled)
 
-The delivery process reads committed rows in id order (looking again every `POLL` seconds once
+The delivery process reads committed records in key order (looking again every `POLL` seconds once
 it has read them all: the listening process commits every 50 ms), hands them to the client,
 which batches and retries, and commits the ids delivered and quarantined every `WRITE_INTERVAL`
 seconds. A record leaves the spool only after the server said 200 (or is moved to the
@@ -330,7 +330,7 @@ class Deliverer:
 
     # --- client callbacks: they only queue ids; the writer commits them ---------------------
     def _on_delivered(self, entries: Sequence[Entry]) -> None:
-        self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool row ids; C-level, per record)
+        self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool record keys; C-level, per record)
         self._wake_writer.set()
 
     def _on_request(self, records: int, result: SendResult) -> None:
@@ -364,15 +364,15 @@ class Deliverer:
 
     async def _feeder(self) -> None:
         assert self.spool is not None
-        last_id = 0
+        last_key = 0
         while True:
             client = self.client
             assert client is not None
             if client.error is not None:
-                last_id = await self._recover(client)
+                last_key = await self._recover(client)
                 continue
             stopping = self._stop.is_set()  # (a read begun before the stop may miss the last commit)
-            rows = await self._in_db(self.spool.read_after, last_id, READ_CHUNK)
+            rows = await self._in_db(self.spool.read_after, last_key, READ_CHUNK)
             if not rows:
                 if stopping:
                     self._caught_up.set()
@@ -381,7 +381,7 @@ class Deliverer:
             entries = list(map(entry_from_row, rows))
             taken = await client.submit_entries(entries)
             if taken:
-                last_id = entries[taken - 1].key  # type: ignore[assignment]  # a spool row id
+                last_key = entries[taken - 1].key  # type: ignore[assignment]  # a spool record key
 
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""

@@ -9,7 +9,7 @@ Data flows one way:
 - The *writer* task commits what the pipeline produced every `WRITE_INTERVAL` seconds, in one
   transaction. Only committed rows are ever read for sending, so a record is on disk before it
   can be sent, and it leaves the spool only after the server said 200.
-- The *delivery process* (`ingestor.deliverer`) reads committed rows in id order and hands them
+- The *delivery process* (`ingestor.deliverer`) reads committed records in key order and hands them
   to the client, which batches and retries (forever by default: an outage only grows the
   spool), and deletes or quarantines what settled. If delivery halts (401, 403, 404, a
   certificate problem) the rows stay spooled and a new client starts after a minute or on

@@ -2,7 +2,11 @@
 
 Two tables in one file:
 
-- `records(id, data, created)`: encoded record fragments waiting for delivery, in id order;
+- `records(id, data, created, lengths, done)`: encoded record fragments waiting for delivery,
+  in id order. A row holds the records of one commit, up to `ROW_RECORDS` of them: `data` is
+  their bytes joined, `lengths` their sizes (a JSON array; NULL for a row of one record), `done`
+  the positions already delivered or quarantined (a JSON array; NULL for none). A record's key
+  is `row id * SLOTS + position`: keys only grow, in the order the records were committed;
 - `quarantine(id, record_id, data, reason, created)`: records that must not be sent again
   without a person's decision (the server rejected them with a 400, or one alone is larger than
   a request may be), with the reason.
@@ -14,6 +18,15 @@ write the file (the listening process inserts, the delivery process deletes; `nw
 retry` moves quarantined rows back), and each reads exact totals after its own commit without
 counting the rows. Writes come in batches, one transaction each (`apply`): inserting and
 deleting row by row would cap throughput far below what the listeners receive.
+
+Why rows of many records: SQLite's work per row (the B-tree cell, the record header, the
+delete) is CPU both processes take from the cores the listener thread needs. Stored alone, a
+record cost ~2.0-2.4 us to insert, ~0.8-1.3 us to read and ~1.4-1.7 us to delete; stored a
+commit at a time, ~1.0, ~0.5 and ~0.1 us (`benchmarks/bench_service.py`). A record delivered
+out of a row is remembered in `done` in the same transaction as its quarantine or deletion would
+have been, so it is never sent again after a restart; the row goes when all of its records did.
+With `secure_delete`, a row delivered in part is written again with the delivered records'
+bytes zeroed, so they do not stay in the file until their neighbours are delivered.
 
 Durability: WAL with `synchronous=NORMAL` (the default) keeps every committed transaction across
 a crash of the process (`kill -9`); `synchronous=FULL` also across a power loss, at a cost per
@@ -50,12 +63,14 @@ class SpoolOptions(TypedDict):
 
 
 LOCK_TIMEOUT = 60.0  # seconds a write waits for another process's transaction to end
-MAX_DELETE_RUNS = 64  # delivered ids in at most this many runs of consecutive ids: one range each
+ROW_RECORDS = 1024  # records stored in one row at most (a commit with more takes several)
+SLOTS = 1 << 16  # key = row id * SLOTS + position in the row
 
 _SCHEMA = """
--- AUTOINCREMENT: ids never come back after deletes, so "rows after the last one read" is exact.
+-- AUTOINCREMENT: row ids never come back after deletes, so keys only grow and "records after
+-- the last one read" is exact.
 CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL, created REAL NOT NULL
+    id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL, created REAL NOT NULL, lengths TEXT, done TEXT
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
@@ -67,13 +82,6 @@ CREATE TABLE IF NOT EXISTS counts (
 );
 """
 
-# A spool written before the counts table existed (or a new one) gets its row from a full count.
-_FIRST_COUNT = """
-INSERT INTO counts (one, records, bytes, quarantined)
-SELECT 1, (SELECT count(*) FROM records), (SELECT coalesce(sum(length(data)), 0) FROM records),
-       (SELECT count(*) FROM quarantine)
-WHERE NOT EXISTS (SELECT 1 FROM counts)
-"""
 _COUNT = "UPDATE counts SET records = records + ?, bytes = bytes + ?, quarantined = quarantined + ?"
 
 
@@ -98,19 +106,22 @@ class QuarantinedRecord:
     created: float
 
 
-def _has_json(db: sqlite3.Connection) -> bool:
-    """Whether this SQLite has json_each (built in since 3.38; an option before)."""
-    try:
-        db.execute("SELECT count(*) FROM json_each('[]')").fetchone()
-    except sqlite3.OperationalError:
-        return False
-    return True
+def _lengths(inserts: Sequence[bytes]) -> str | None:
+    """The records' byte lengths as a JSON array (None for one record): with the records joined
+    into one blob, what cuts them apart again."""
+    return json.dumps(list(map(len, inserts))) if len(inserts) > 1 else None
 
 
-def _lengths(inserts: Sequence[bytes]) -> str:
-    """The records' byte lengths as a JSON array: with the records joined into one blob, what
-    one INSERT needs to cut them apart again."""
-    return json.dumps(list(map(len, inserts)))
+def _pieces(data: bytes, lengths: str | None) -> list[bytes]:
+    """A row's records, cut apart at the running sums of their lengths (C-level calls only)."""
+    if lengths is None:
+        return [data]
+    ends = list(accumulate(json.loads(lengths)))
+    return list(map(data.__getitem__, map(slice, chain((0,), ends), ends)))
+
+
+def _sizes(data_size: int, lengths: str | None) -> list[int]:
+    return [data_size] if lengths is None else json.loads(lengths)
 
 
 class Spool:
@@ -118,14 +129,16 @@ class Spool:
 
     Example:
         >>> with Spool(":memory:", fmt="xml") as spool:
-        ...     spool.apply(inserts=[b"<ActivityRecord/>"])
-        ...     [(i, d) for i, d in spool.read_after(0, 10)]
-        [(1, b'<ActivityRecord/>')]
+        ...     spool.apply(inserts=[b"<ActivityRecord/>", b"<ActivityRecord></ActivityRecord>"])
+        ...     [data for _, data in spool.read_after(0, 10)]
+        [b'<ActivityRecord/>', b'<ActivityRecord></ActivityRecord>']
     """
 
     def __init__(self, path: str | Path, *, fmt: str, sync: Sync = "normal", secure_delete: bool = False) -> None:
         self.path = str(path)
         self.format = fmt
+        self._row_records = ROW_RECORDS
+        self._secure_delete = secure_delete
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -138,17 +151,24 @@ class Spool:
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's
             # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
             self._db.execute(f"PRAGMA secure_delete={'ON' if secure_delete else 'FAST'}")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(_FIRST_COUNT)
+            self._db.execute("BEGIN IMMEDIATE")  # (two processes may open a new file at once)
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._upgrade()
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-            self._json_rows = _has_json(self._db)
-            self._max_runs = MAX_DELETE_RUNS
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot open the spool {self.path}: {exc}") from None
         if stored is None:
             self._db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (fmt,))
         elif stored[0] != fmt:
-            count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+            count = self._tally()[0]
             if count:
                 self._db.close()
                 raise StartupError(
@@ -161,6 +181,37 @@ class Spool:
         self.bytes: int = 0
         self.quarantine_count: int = 0
         self.refresh()
+
+    def _upgrade(self) -> None:
+        """Bring a spool written by an earlier version up to date: the row columns of many
+        records (its rows hold one each), and the counts row from a full count."""
+        db = self._db
+        columns = {name for _, name, *_ in db.execute("PRAGMA table_info(records)")}
+        for column in ("lengths", "done"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE records ADD COLUMN {column} TEXT")
+        if db.execute("SELECT 1 FROM counts").fetchone() is None:
+            records, size = self._tally()
+            quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            db.execute(
+                "INSERT INTO counts (one, records, bytes, quarantined) VALUES (1, ?, ?, ?)",
+                (records, size, quarantined),
+            )
+
+    def _tally(self) -> tuple[int, int]:
+        """The waiting records and their bytes, counted from the rows."""
+        db = self._db
+        records, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM records WHERE lengths IS NULL"
+        ).fetchone()
+        for data_size, lengths, done in db.execute(
+            "SELECT length(data), lengths, done FROM records WHERE lengths IS NOT NULL"
+        ):
+            sizes = _sizes(data_size, lengths)
+            gone = json.loads(done) if done else []
+            records += len(sizes) - len(gone)
+            size += sum(sizes) - sum(sizes[i] for i in gone)
+        return records, size
 
     def refresh(self) -> None:
         """Read the counters (`records`, `bytes`, `quarantine_count`) from the file, with every
@@ -175,71 +226,36 @@ class Spool:
         deletes: Iterable[int] = (),
         quarantines: Iterable[tuple[int, bytes, str]] = (),
     ) -> None:
-        """In one transaction: append `inserts`, delete the delivered ids `deletes`, and move
-        `quarantines` ((id, data, reason)) from the records to the quarantine. Ids that are no
-        longer waiting are skipped. The counters then hold the file's totals."""
+        """In one transaction: append `inserts`, delete the delivered records `deletes` (keys
+        from `read_after`), and move `quarantines` ((key, data, reason)) from the records to the
+        quarantine. Keys that are no longer waiting are skipped. The counters then hold the
+        file's totals."""
         now = time.time()
         db = self._db
         moved = list(quarantines)
-        deleted = list(deletes) + [q[0] for q in moved]
+        settled: dict[int, set[int]] = {}
+        for key in chain(deletes, (q[0] for q in moved)):
+            row, position = divmod(key, SLOTS)
+            settled.setdefault(row, set()).add(position)
         db.execute("BEGIN IMMEDIATE")
         try:
             if inserts:
-                if self._json_rows:
-                    # One statement for the whole batch: the records joined into one blob, cut
-                    # apart by SQLite at a running sum of their lengths. executemany gives the GIL
-                    # up and waits for it again around each row (while the listener thread is
-                    # busy, every row waits out a switch interval: ~1,300 rows/s measured), and
-                    # the cutting happens in SQLite, without the GIL (JSON-encoding the records
-                    # themselves cost ~1 us each with it).
-                    db.execute(
-                        # (An all-empty batch binds an empty blob, which SQLite reads as NULL.)
-                        "INSERT INTO records (data, created)"
-                        " SELECT coalesce(substr(?1, 1 + sum(value) OVER w - value, value), x''), ?2"
-                        " FROM json_each(?3) WINDOW w AS (ORDER BY key) ORDER BY key",
-                        (b"".join(inserts), now, _lengths(inserts)),
-                    )
-                else:
-                    db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((d, now) for d in inserts))
+                # A commit's records in as few rows as the row size allows: one statement, and
+                # SQLite's per-row work once per row rather than per record.
+                step = self._row_records
+                db.executemany(
+                    "INSERT INTO records (data, created, lengths) VALUES (?, ?, ?)",
+                    (
+                        (b"".join(chunk), now, _lengths(chunk))
+                        for chunk in (inserts[i : i + step] for i in range(0, len(inserts), step))
+                    ),
+                )
             if moved:
                 db.executemany(
                     "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
-                    ((rid, data, reason, now) for rid, data, reason in moved),
+                    ((key, data, reason, now) for key, data, reason in moved),
                 )
-            gone = 0
-            gone_bytes = 0
-            runs = _runs(deleted) if deleted else []
-            if runs and len(runs) <= self._max_runs:
-                # Delivered ids come a batch at a time, in order: mostly a few runs of consecutive
-                # ids, each an index range (no list of ids to build, bind and look up one by one).
-                for first, last in runs:
-                    n, size = db.execute(
-                        "SELECT count(*), coalesce(sum(length(data)), 0) FROM records WHERE id BETWEEN ? AND ?",
-                        (first, last),
-                    ).fetchone()
-                    db.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (first, last))
-                    gone += n
-                    gone_bytes += size
-            elif deleted and self._json_rows:
-                # Sizes of what goes, for the counters, then the delete: the ids as one JSON
-                # array (no statement text and no parameter per id to build and bind).
-                ids = json.dumps(deleted)
-                gone, gone_bytes = db.execute(
-                    "SELECT count(*), coalesce(sum(length(data)), 0) FROM records"
-                    " WHERE id IN (SELECT value FROM json_each(?))",
-                    (ids,),
-                ).fetchone()
-                db.execute("DELETE FROM records WHERE id IN (SELECT value FROM json_each(?))", (ids,))
-            elif deleted:
-                # The same, one statement per chunk of ids.
-                for chunk in _chunks(deleted, 500):
-                    marks = ",".join("?" * len(chunk))
-                    n, size = db.execute(
-                        f"SELECT count(*), coalesce(sum(length(data)), 0) FROM records WHERE id IN ({marks})", chunk
-                    ).fetchone()
-                    db.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
-                    gone += n
-                    gone_bytes += size
+            gone, gone_bytes = self._settle(settled)
             db.execute(_COUNT, (len(inserts) - gone, sum(map(len, inserts)) - gone_bytes, len(moved)))
             self.refresh()
             db.execute("COMMIT")
@@ -249,34 +265,79 @@ class Spool:
                 self.refresh()
             raise
 
-    def read_after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to `limit` waiting records with an id above `last_id`, in id order."""
-        if not self._json_rows:
-            return self._db.execute(
-                "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+    def _settle(self, settled: dict[int, set[int]]) -> tuple[int, int]:
+        """Mark these positions of these rows done; a row all done is deleted. Returns how many
+        waiting records that settled, and their bytes. A few statements per call, whatever the
+        number of rows (a spool from an earlier version holds one record per row)."""
+        db = self._db
+        gone = gone_bytes = 0
+        finished: list[int] = []
+        partial: list[tuple[str, int]] = []
+        rows = sorted(settled)
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            found = db.execute(
+                f"SELECT id, length(data), lengths, done FROM records WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
             ).fetchall()
-        # One row for the whole read, as for inserts: fetching row by row gives the GIL up and
-        # waits for it again around each row, while the listener thread is busy with it. The
-        # ids and lengths come from the same pass over the rows as the joined data, so they
-        # pair up whatever order the aggregate saw the rows in.
-        ids, lengths, data = self._db.execute(
-            "SELECT json_group_array(id), json_group_array(length(data)), CAST(group_concat(data, '') AS BLOB)"
-            " FROM (SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?)",
-            (last_id, limit),
-        ).fetchone()
-        data = data or b""  # (no rows, or only empty ones: NULL)
-        ends = list(accumulate(json.loads(lengths)))
-        # Cut apart at the running sums, every step a C-level call (no Python frame per record).
-        pieces = map(data.__getitem__, map(slice, chain((0,), ends), ends))
-        return list(zip(json.loads(ids), pieces, strict=True))
+            for row, data_size, lengths, done_text in found:
+                sizes = _sizes(data_size, lengths)
+                done = set(json.loads(done_text)) if done_text else set()
+                fresh = {p for p in settled[row] if 0 <= p < len(sizes)} - done
+                if not fresh:
+                    continue
+                gone += len(fresh)
+                gone_bytes += sum(sizes[p] for p in fresh)
+                done |= fresh
+                if len(done) == len(sizes):
+                    finished.append(row)
+                else:
+                    partial.append((json.dumps(sorted(done)), row))
+        for i in range(0, len(finished), 500):
+            chunk = finished[i : i + 500]
+            db.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        if partial and self._secure_delete:
+            # The delivered records' bytes leave the file now, not when the whole row goes:
+            # the row is written again with them zeroed (SQLite zeroes the pages it frees).
+            for done_text, row in partial:
+                data, lengths = db.execute("SELECT data, lengths FROM records WHERE id = ?", (row,)).fetchone()
+                pieces = _pieces(data, lengths)
+                for p in json.loads(done_text):
+                    pieces[p] = bytes(len(pieces[p]))
+                db.execute("UPDATE records SET data = ?, done = ? WHERE id = ?", (b"".join(pieces), done_text, row))
+        elif partial:
+            db.executemany("UPDATE records SET done = ? WHERE id = ?", partial)
+        return gone, gone_bytes
+
+    def read_after(self, last_key: int, limit: int) -> list[tuple[int, bytes]]:
+        """Waiting records with a key above `last_key`, in key order, as (key, data): whole rows
+        until there are at least `limit` (or no more)."""
+        row, position = divmod(last_key, SLOTS) if last_key >= 0 else (0, -1)
+        out: list[tuple[int, bytes]] = []
+        cursor = self._db.execute("SELECT id, data, lengths, done FROM records WHERE id >= ? ORDER BY id", (row,))
+        try:
+            for rid, data, lengths, done in cursor:
+                pieces = _pieces(data, lengths)
+                base = rid * SLOTS
+                skip = set(json.loads(done)) if done else None
+                if rid == row:  # the row the last read ended in: what follows that record
+                    skip = (skip or set()) | set(range(position + 1))
+                if skip is None:
+                    out.extend(zip(range(base, base + len(pieces)), pieces, strict=True))
+                else:
+                    out.extend((base + i, piece) for i, piece in enumerate(pieces) if i not in skip)
+                if len(out) >= limit:
+                    break
+        finally:
+            cursor.close()
+        return out
 
     def stats(self) -> SpoolStats:
         """Counts and sizes, read from the file."""
-        count, size, oldest = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(data)), 0), min(created) FROM records"
-        ).fetchone()
+        records, size = self._tally()
+        oldest = self._db.execute("SELECT min(created) FROM records").fetchone()[0]
         quarantined = self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-        return SpoolStats(count, size, quarantined, oldest)
+        return SpoolStats(records, size, quarantined, oldest)
 
     def quarantined(self, limit: int = 100, offset: int = 0) -> list[QuarantinedRecord]:
         """Quarantined records, oldest first."""
@@ -317,19 +378,3 @@ class Spool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _runs(ids: Iterable[int]) -> list[tuple[int, int]]:
-    """The distinct ids as runs of consecutive ones, (first, last), in order."""
-    runs: list[tuple[int, int]] = []
-    for i in sorted(set(ids)):
-        if runs and runs[-1][1] == i - 1:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    return runs
-
-
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -110,6 +110,25 @@ def test_with_secure_delete_on_a_delivered_record_leaves_nothing_in_the_file(tmp
             assert secret not in path.read_bytes()
 
 
+def test_with_secure_delete_records_delivered_out_of_a_row_leave_the_file_before_the_rest(tmp_path: Path) -> None:
+    """A commit's records share a row: with `secure_delete` those delivered must not wait in
+    the file for their neighbours; the ones still waiting stay whole."""
+    path = tmp_path / "spool.db"
+    delivered = [b"<Who>s3cr3t-%d</Who>" % i + b"x" * 300 for i in range(20)]
+    waiting = [b"<Who>keep-%d</Who>" % i + b"y" * 300 for i in range(20)]
+    for on in (True, False):
+        path.unlink(missing_ok=True)
+        with Spool(path, fmt="xml", secure_delete=on) as spool:
+            spool.apply(inserts=[*delivered, *waiting])
+            rows = spool.read_after(-1, 100)
+            spool.apply(deletes=[key for key, _ in rows[:20]])
+            assert [data for _, data in spool.read_after(-1, 100)] == waiting
+            assert (spool.records, spool.bytes) == (20, sum(map(len, waiting)))
+        left = path.read_bytes()
+        assert all(data in left for data in waiting)
+        assert (b"s3cr3t-" in left) is not on  # (without it the row stays as it was until all of it goes)
+
+
 @pytest.mark.parametrize(
     "payload",
     [

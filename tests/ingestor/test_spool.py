@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.errors import StartupError
-from ingestor.spool import Spool, _runs
+from ingestor.spool import SLOTS, Spool
 
 
 def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> None:
@@ -25,7 +24,7 @@ def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> Non
         spool.apply(inserts=[b"a", b"bb", b"ccc"])
         rows = spool.read_after(0, 10)
         assert [d for _, d in rows] == [b"a", b"bb", b"ccc"]
-        assert spool.read_after(rows[0][0], 1) == [rows[1]]
+        assert spool.read_after(rows[0][0], 1) == rows[1:]  # (whole rows: one commit, one row)
         spool.apply(deletes=[rows[0][0], rows[2][0]])
         assert [d for _, d in spool.read_after(0, 10)] == [b"bb"]
         assert (spool.records, spool.bytes) == (1, 2)
@@ -88,7 +87,7 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from ingestor.spool import Spool, _runs
+        from ingestor.spool import Spool
         spool = Spool({str(path)!r}, fmt="xml")
         n = 0
         while True:
@@ -118,13 +117,11 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
     steps=st.lists(
         st.tuples(st.lists(st.binary(max_size=20), max_size=5), st.lists(st.integers(0, 30), max_size=5)), max_size=12
     ),
-    one_statement=st.booleans(),
-    ranges=st.booleans(),
+    row_records=st.integers(1, 4),
 )
-def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]], one_statement: bool, ranges: bool) -> None:
+def test_counters_match_the_file(steps: list[tuple[list[bytes], list[int]]], row_records: int) -> None:
     with Spool(":memory:", fmt="xml") as spool:
-        spool._json_rows = spool._json_rows and one_statement  # both ways of inserting and deleting
-        spool._max_runs = spool._max_runs if ranges else 0  # deletes by id ranges, or by the ids
+        spool._row_records = row_records  # commits spread over several rows, or a row per record
         for inserts, picks in steps:
             deletes = apply_step(spool, inserts, picks)
             stats = spool.stats()
@@ -167,37 +164,101 @@ def apply_steps(max_size: int) -> st.SearchStrategy[list[tuple[list[bytes], list
 
 
 def apply_step(spool: Spool, inserts: list[bytes], picks: list[int]) -> set[int]:
-    """One commit: `inserts`, and the rows `picks` point at (by position, wrapping) deleted.
-    Returns the ids deleted."""
-    ids = [i for (i,) in spool._db.execute("SELECT id FROM records ORDER BY id").fetchall()]
+    """One commit: `inserts`, and the records `picks` point at (by position, wrapping) deleted.
+    Returns the keys deleted."""
+    ids = [i for i, _ in spool.read_after(-1, 10**6)]
     deletes = {ids[p % len(ids)] for p in picks} if ids else set()
     spool.apply(inserts=inserts, deletes=deletes)
     return deletes
 
 
-@given(ids=st.lists(st.integers(-5, 60), max_size=40))
-def test_runs_of_ids_are_exactly_the_ids(ids: list[int]) -> None:
-    runs = _runs(ids)
-    assert [i for first, last in runs for i in range(first, last + 1)] == sorted(set(ids))
-    assert all(b[0] > a[1] + 1 for a, b in pairwise(runs)), "runs are maximal"
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     steps=apply_steps(max_size=6),
-    last=st.integers(-1, 40),
+    row_records=st.integers(1, 4),
+    last=st.integers(-1, 12),
     limit=st.integers(1, 40),
 )
-def test_a_read_is_what_the_rows_hold_in_id_order(
-    steps: list[tuple[list[bytes], list[int]]], last: int, limit: int
+def test_a_read_is_the_waiting_records_after_the_key_in_whole_rows(
+    steps: list[tuple[list[bytes], list[int]]], row_records: int, last: int, limit: int
 ) -> None:
     with Spool(":memory:", fmt="xml") as spool:
+        spool._row_records = row_records
+        waiting: list[tuple[int, bytes]] = []  # the model: every record inserted and not deleted
         for inserts, picks in steps:
-            apply_step(spool, inserts, picks)
-        rows = spool._db.execute(
-            "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ?", (last, limit)
-        ).fetchall()
-        assert spool.read_after(last, limit) == rows
+            before = {key for key, _ in spool.read_after(-1, 10**6)}
+            deletes = apply_step(spool, inserts, picks)
+            waiting = [(k, d) for k, d in waiting if k not in deletes]
+            new = [(k, d) for k, d in spool.read_after(-1, 10**6) if k not in before]
+            assert [d for _, d in new] == inserts, "a commit's records, in order, under new keys"
+            assert all(k > max(before, default=-1) for k, _ in new), "keys only grow"
+            waiting += new
+        # After no key, after a waiting record's key, or after a key between or beyond them.
+        start = -1 if last < 0 or not waiting else waiting[last % len(waiting)][0] + last % 2
+        after = [(k, d) for k, d in waiting if k > start]
+        got = spool.read_after(start, limit)
+        assert got == after[: len(got)], "a prefix of what waits after the key, in key order"
+        assert len(got) >= min(limit, len(after))
+        if len(got) < len(after):
+            assert after[len(got)][0] // SLOTS != got[-1][0] // SLOTS, "whole rows: a row is never cut"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    commits=st.lists(
+        st.tuples(
+            st.lists(st.binary(max_size=8), max_size=7),
+            st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["deliver", "quarantine"])), max_size=6),
+            st.booleans(),
+        ),
+        max_size=10,
+    ),
+    row_records=st.integers(1, 5),
+)
+def test_records_settled_out_of_a_row_never_come_back_and_the_rest_do(
+    tmp_path_factory: pytest.TempPathFactory,
+    commits: list[tuple[list[bytes], list[tuple[int, str]], bool]],
+    row_records: int,
+) -> None:
+    """Rows hold several records: whatever part of a row is delivered or quarantined, in any
+    order over any number of commits, with the file reopened between them (a restart), a read
+    gives exactly the records not settled, and the counters agree with them."""
+    path = tmp_path_factory.mktemp("spool") / "spool.db"
+    waiting: dict[int, bytes] = {}
+    quarantined: list[bytes] = []
+    spool = Spool(path, fmt="xml")
+    try:
+        for inserts, settles, reopen in commits:
+            spool._row_records = row_records
+            keys = sorted(waiting)
+            deletes: list[int] = []
+            moves: list[tuple[int, bytes, str]] = []
+            for pick, how in settles:
+                if keys:
+                    key = keys[pick % len(keys)]
+                    if how == "deliver":
+                        deletes.append(key)
+                    elif key not in [m[0] for m in moves]:
+                        moves.append((key, waiting[key], "400"))
+            before = set(waiting)
+            spool.apply(inserts=inserts, deletes=deletes, quarantines=moves)
+            for key in {*deletes, *(m[0] for m in moves)}:
+                waiting.pop(key, None)
+            quarantined += [data for _, data, _ in moves]
+            read = spool.read_after(-1, 10**6)
+            waiting.update((k, d) for k, d in read if k not in before)
+            assert read == sorted(waiting.items())
+            assert (spool.records, spool.bytes) == (len(waiting), sum(map(len, waiting.values())))
+            assert spool.stats() == spool.stats().__class__(
+                len(waiting), sum(map(len, waiting.values())), len(quarantined), spool.stats().oldest
+            )
+            if reopen:
+                spool.close()
+                spool = Spool(path, fmt="xml")
+                assert spool.read_after(-1, 10**6) == sorted(waiting.items())
+        assert [q.data for q in spool.quarantined(10**6)] == quarantined
+    finally:
+        spool.close()
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,10 +267,10 @@ def test_a_read_is_what_the_rows_hold_in_id_order(
         st.tuples(st.sampled_from(["insert", "deliver", "quarantine", "retry"]), st.booleans(), st.integers(0, 30)),
         max_size=14,
     ),
-    one_statement=st.booleans(),
+    row_records=st.integers(1, 3),
 )
 def test_two_processes_writing_one_file_both_read_its_totals(
-    steps: list[tuple[str, bool, int]], one_statement: bool
+    steps: list[tuple[str, bool, int]], row_records: int
 ) -> None:
     """The listening process inserts, the delivery process deletes and quarantines, `nwsyslog
     spool retry` moves rows back: after its own commit each reads the file's totals, whatever
@@ -218,7 +279,7 @@ def test_two_processes_writing_one_file_both_read_its_totals(
         path = Path(folder) / "spool.db"
         with Spool(path, fmt="xml") as first, Spool(path, fmt="xml") as second:
             for spool in (first, second):
-                spool._json_rows = spool._json_rows and one_statement
+                spool._row_records = row_records
             for what, by_first, pick in steps:
                 spool = first if by_first else second
                 ids = [i for i, _ in spool.read_after(0, 1000)]
@@ -245,7 +306,36 @@ def test_a_spool_from_before_the_counts_table_is_counted_when_opened(tmp_path: P
     path = tmp_path / "spool.db"
     with Spool(path, fmt="xml") as spool:
         spool.apply(inserts=[b"abc", b"de"])
-        spool.apply(quarantines=[(1, b"abc", "400")])
+        spool.apply(quarantines=[(spool.read_after(-1, 1)[0][0], b"abc", "400")])
         spool._db.execute("DROP TABLE counts")  # as a spool written by an earlier version
     with Spool(path, fmt="xml") as spool:
         assert (spool.records, spool.bytes, spool.quarantine_count) == (1, 2, 1)
+
+
+def test_a_spool_from_before_rows_held_several_records_is_read_and_delivered(tmp_path: Path) -> None:
+    """The file an earlier version wrote (a row per record, no `lengths`/`done` columns, no
+    counts row) opens, its records come out in order, and they can be delivered."""
+    import sqlite3
+
+    path = tmp_path / "spool.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL, created REAL NOT NULL);
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
+        );
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('format', 'xml');
+        INSERT INTO records (data, created) VALUES (x'6f6e65', 1.0), (x'74776f', 2.0), (x'7468726565', 3.0);
+        DELETE FROM records WHERE id = 2;
+        """
+    )
+    db.close()
+    with Spool(path, fmt="xml") as spool:
+        assert (spool.records, spool.bytes) == (2, 8)
+        rows = spool.read_after(-1, 10)
+        assert [d for _, d in rows] == [b"one", b"three"]
+        spool.apply(inserts=[b"four", b"five"], deletes=[rows[0][0]])
+        assert [d for _, d in spool.read_after(-1, 10)] == [b"three", b"four", b"five"]
+        assert (spool.records, spool.bytes) == (3, 13) and spool.stats().records == 3
