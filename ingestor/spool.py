@@ -312,15 +312,23 @@ class Spool:
     def read_after(self, last_key: int, limit: int) -> list[tuple[int, bytes]]:
         """Waiting records with a key above `last_key`, in key order, as (key, data): whole rows
         until there are at least `limit` (or no more)."""
+        db = self._db
         row, position = divmod(last_key, SLOTS) if last_key >= 0 else (0, -1)
+        # The row the last read ended in is read again only if records after that key wait in
+        # it (reads end at a row's end, so mostly not: its sizes tell, without its data).
+        head = db.execute("SELECT length(data), lengths, done FROM records WHERE id = ?", (row,)).fetchone()
+        if head is not None:
+            done = set(json.loads(head[2])) if head[2] else set()
+            if all(p in done for p in range(position + 1, len(_sizes(head[0], head[1])))):
+                row, position = row + 1, -1
         out: list[tuple[int, bytes]] = []
-        cursor = self._db.execute("SELECT id, data, lengths, done FROM records WHERE id >= ? ORDER BY id", (row,))
+        cursor = db.execute("SELECT id, data, lengths, done FROM records WHERE id >= ? ORDER BY id", (row,))
         try:
-            for rid, data, lengths, done in cursor:
+            for rid, data, lengths, done_text in cursor:
                 pieces = _pieces(data, lengths)
                 base = rid * SLOTS
-                skip = set(json.loads(done)) if done else None
-                if rid == row:  # the row the last read ended in: what follows that record
+                skip = set(json.loads(done_text)) if done_text else None
+                if rid == row and position >= 0:  # what follows `last_key` in its row
                     skip = (skip or set()) | set(range(position + 1))
                 if skip is None:
                     out.extend(zip(range(base, base + len(pieces)), pieces, strict=True))
