@@ -65,6 +65,7 @@ class SpoolOptions(TypedDict):
 LOCK_TIMEOUT = 60.0  # seconds a write waits for another process's transaction to end
 ROW_RECORDS = 1024  # records stored in one row at most (a commit with more takes several)
 SLOTS = 1 << 16  # key = row id * SLOTS + position in the row
+PAGE_SIZE = 16384  # bytes per page in a new spool file
 
 _SCHEMA = """
 -- AUTOINCREMENT: row ids never come back after deletes, so keys only grow and "records after
@@ -146,6 +147,11 @@ class Spool:
                 # same mode as the database file.
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_TIMEOUT)
+            # A new file gets 16 KiB pages (an existing one keeps its own): a row of a commit's
+            # records spans a quarter as many pages, each a WAL frame written with a syscall
+            # of its own: 4.1-4.5 against 4.6-5.3 us per record through the spool (insert, read,
+            # delete) with 4 KiB pages, alternated.
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's

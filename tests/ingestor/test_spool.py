@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.errors import StartupError
-from ingestor.spool import SLOTS, Spool
+from ingestor.spool import PAGE_SIZE, SLOTS, Spool
 
 
 def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> None:
@@ -71,6 +71,14 @@ def test_a_spool_in_another_format_is_refused_while_it_holds_records(tmp_path: P
         spool.apply(inserts=[b"<ActivityRecord/>"])
     with pytest.raises(StartupError, match=r"encoded as xml.*format is json"):
         Spool(path, fmt="json")
+
+
+def test_a_new_spool_file_has_large_pages(tmp_path: Path) -> None:
+    """A row holds a commit's records: fewer, larger pages to write per row (see PAGE_SIZE)."""
+    with Spool(tmp_path / "s.db", fmt="xml") as spool:
+        spool.apply(inserts=[b"x" * 600] * 100)
+        assert spool._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 16384
+        assert spool._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_files_are_private(tmp_path: Path) -> None:
@@ -331,8 +339,10 @@ def test_a_spool_from_before_rows_held_several_records_is_read_and_delivered(tmp
         DELETE FROM records WHERE id = 2;
         """
     )
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
     db.close()
     with Spool(path, fmt="xml") as spool:
+        assert spool._db.execute("PRAGMA page_size").fetchone()[0] == page_size  # a file keeps its pages
         assert (spool.records, spool.bytes) == (2, 8)
         rows = spool.read_after(-1, 10)
         assert [d for _, d in rows] == [b"one", b"three"]
