@@ -54,7 +54,7 @@ from .config import BatchConfig, NetwrixConfig
 from .delivery import DeliveryStats
 from .errors import ConfigError, StartupError
 from .logs import LogFormat, setup_logging
-from .loop import rounds, run
+from .loop import rounds, run, start_tasks
 from .sink import SendResult
 from .spool import Spool, SpoolOptions
 
@@ -269,13 +269,14 @@ class Deliverer:
         self._send(("ready",))
         loop = asyncio.get_running_loop()
         loop.add_reader(self._conn.fileno(), self._readable)
-        tasks = [
-            asyncio.create_task(self._feeder(), name="nwsyslog-feeder"),
-            asyncio.create_task(self._reporter(), name="nwsyslog-report"),
-            asyncio.create_task(self._writer(), name="nwsyslog-delete"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._task_ended)
+        tasks = start_tasks(
+            {
+                "nwsyslog-feeder": self._feeder(),
+                "nwsyslog-report": self._reporter(),
+                "nwsyslog-delete": self._writer(),
+            },
+            self._task_failed,
+        )
         await self._stop.wait()
         loop.remove_reader(self._conn.fileno())
         left = await self._shutdown(tasks)
@@ -341,13 +342,12 @@ class Deliverer:
         self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
         self._wake_writer.set()
 
-    def _task_ended(self, task: asyncio.Task[None]) -> None:
-        """A task must never end on its own: if one fails, say so and stop (the spool keeps
-        everything not yet delivered; the listening process sees this process end)."""
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("%s failed; stopping delivery", task.get_name(), exc_info=task.exception())
-            self._stop_timeout = 0
-            self._stop.set()
+    def _task_failed(self, task: asyncio.Task[None]) -> None:
+        """A task failed: say so and stop (the spool keeps everything not yet delivered; the
+        listening process sees this process end)."""
+        log.critical("%s failed; stopping delivery", task.get_name(), exc_info=task.exception())
+        self._stop_timeout = 0
+        self._stop.set()
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:

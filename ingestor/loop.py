@@ -1,5 +1,5 @@
 """Run coroutines on uvloop when it is installed (it is on Linux), else on asyncio's own loop;
-and the rounds a periodic task works in."""
+the tasks a process runs for its life, and the rounds a periodic task works in."""
 
 from __future__ import annotations
 
@@ -24,6 +24,23 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(coro)` on the fastest available event loop."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coro)
+
+
+def start_tasks(
+    coros: dict[str, Coroutine[Any, Any, None]], on_failure: Callable[[asyncio.Task[None]], None]
+) -> list[asyncio.Task[None]]:
+    """Start each coroutine as a task named by its key, in order. `on_failure(task)` runs when one
+    ends with an exception (these tasks must not: the caller logs it and stops); a task that is
+    cancelled or returns is left alone."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in coros.items()]
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            on_failure(task)
+
+    for task in tasks:
+        task.add_done_callback(ended)
+    return tasks
 
 
 async def rounds(

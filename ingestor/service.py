@@ -48,7 +48,7 @@ from .deliverer import DeliveryProcess, DeliverySettings
 from .encoding import encoder_for
 from .errors import ConfigError, StartupError
 from .logs import current_settings
-from .loop import rounds
+from .loop import rounds, start_tasks
 from .metrics import Metrics, Readings
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
@@ -198,13 +198,14 @@ class Service:
         except BaseException:
             await self._close_resources()
             raise
-        tasks = [
-            asyncio.create_task(self._writer(), name="nwsyslog-writer"),
-            asyncio.create_task(self._watch_delivery(), name="nwsyslog-delivery"),
-            asyncio.create_task(self._reloader(), name="nwsyslog-reload"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._task_ended)
+        tasks = start_tasks(
+            {
+                "nwsyslog-writer": self._writer(),
+                "nwsyslog-delivery": self._watch_delivery(),
+                "nwsyslog-reload": self._reloader(),
+            },
+            self._task_failed,
+        )
         _freeze_startup_objects()
         self.started.set()
         try:
@@ -314,16 +315,13 @@ class Service:
         self._servers.append(asyncio.create_task(server.serve(sockets=[sock]), name="nwsyslog-metrics"))
         log.info("metrics on http://%s/metrics (also /healthz, /readyz)", f"{host}:{self.metrics_port}")
 
-    def _task_ended(self, task: asyncio.Task[None]) -> None:
-        """A stage task must never end on its own: if one fails, say so and stop the service
-        (what was spooled stays spooled) rather than run on half-dead."""
-        if task.cancelled():
-            return
+    def _task_failed(self, task: asyncio.Task[None]) -> None:
+        """A stage task failed: say so and stop the service (what was spooled stays spooled)
+        rather than run on half-dead."""
         exc = task.exception()
-        if exc is not None:
-            log.critical("%s failed; stopping", task.get_name(), exc_info=exc)
-            self.failure = exc
-            self.stop()
+        log.critical("%s failed; stopping", task.get_name(), exc_info=exc)
+        self.failure = exc
+        self.stop()
 
     # --- tasks ----------------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -475,7 +473,7 @@ class Service:
         for task in tasks:
             if task.get_name() != "nwsyslog-writer":
                 task.cancel()
-        # (A task that failed was reported by `_task_ended`.)
+        # (A task that failed was reported by `_task_failed`.)
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.spool is not None and self.pipeline is not None:
             self._refreshed = 0.0
