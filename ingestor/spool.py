@@ -43,7 +43,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from pathlib import Path
@@ -125,6 +125,11 @@ def _sizes(data_size: int, lengths: str | None) -> list[int]:
     return [data_size] if lengths is None else json.loads(lengths)
 
 
+def _done(done: str | None) -> set[int]:
+    """The positions of a row already delivered or quarantined."""
+    return set(json.loads(done)) if done else set()
+
+
 class Spool:
     """A spool file; see the module docstring.
 
@@ -157,17 +162,11 @@ class Spool:
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's
             # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
             self._db.execute(f"PRAGMA secure_delete={'ON' if secure_delete else 'FAST'}")
-            self._db.execute("BEGIN IMMEDIATE")  # (two processes may open a new file at once)
-            try:
+            with self._transaction(refresh=False) as db:  # (two processes may open a new file at once)
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
+                        db.execute(statement)
                 self._upgrade()
-                self._db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot open the spool {self.path}: {exc}") from None
@@ -187,6 +186,24 @@ class Spool:
         self.bytes: int = 0
         self.quarantine_count: int = 0
         self.refresh()
+
+    @contextlib.contextmanager
+    def _transaction(self, *, refresh: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (waiting for another process's to end); with `refresh`, the
+        counters are read at its end, and again after a rollback."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            if refresh:
+                self.refresh()
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+                if refresh:
+                    self.refresh()
+            raise
 
     def _upgrade(self) -> None:
         """Bring a spool written by an earlier version up to date: the row columns of many
@@ -214,7 +231,7 @@ class Spool:
             "SELECT length(data), lengths, done FROM records WHERE lengths IS NOT NULL"
         ):
             sizes = _sizes(data_size, lengths)
-            gone = json.loads(done) if done else []
+            gone = _done(done)
             records += len(sizes) - len(gone)
             size += sum(sizes) - sum(sizes[i] for i in gone)
         return records, size
@@ -243,8 +260,7 @@ class Spool:
         for key in chain(deletes, (q[0] for q in moved)):
             row, position = divmod(key, SLOTS)
             settled.setdefault(row, set()).add(position)
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if inserts:
                 # A commit's records in as few rows as the row size allows: one statement, and
                 # SQLite's per-row work once per row rather than per record.
@@ -263,13 +279,6 @@ class Spool:
                 )
             gone, gone_bytes = self._settle(settled)
             db.execute(_COUNT, (len(inserts) - gone, sum(map(len, inserts)) - gone_bytes, len(moved)))
-            self.refresh()
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-                self.refresh()
-            raise
 
     def _settle(self, settled: dict[int, set[int]]) -> tuple[int, int]:
         """Mark these positions of these rows done; a row all done is deleted. Returns how many
@@ -288,7 +297,7 @@ class Spool:
             ).fetchall()
             for row, data_size, lengths, done_text in found:
                 sizes = _sizes(data_size, lengths)
-                done = set(json.loads(done_text)) if done_text else set()
+                done = _done(done_text)
                 fresh = {p for p in settled[row] if 0 <= p < len(sizes)} - done
                 if not fresh:
                     continue
@@ -324,7 +333,7 @@ class Spool:
         # it (reads end at a row's end, so mostly not: its sizes tell, without its data).
         head = db.execute("SELECT length(data), lengths, done FROM records WHERE id = ?", (row,)).fetchone()
         if head is not None:
-            done = set(json.loads(head[2])) if head[2] else set()
+            done = _done(head[2])
             if all(p in done for p in range(position + 1, len(_sizes(head[0], head[1])))):
                 row, position = row + 1, -1
         out: list[tuple[int, bytes]] = []
@@ -333,7 +342,7 @@ class Spool:
             for rid, data, lengths, done_text in cursor:
                 pieces = _pieces(data, lengths)
                 base = rid * SLOTS
-                skip = set(json.loads(done_text)) if done_text else None
+                skip = _done(done_text) or None
                 if rid == row and position >= 0:  # what follows `last_key` in its row
                     skip = (skip or set()) | set(range(position + 1))
                 if skip is None:
@@ -365,20 +374,12 @@ class Spool:
         again by the running or next service; returns how many moved."""
         db = self._db
         where, args = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             rows = db.execute(f"SELECT id, data FROM quarantine{where} ORDER BY id", args).fetchall()
             now = time.time()
             db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((data, now) for _, data in rows))
             db.execute(f"DELETE FROM quarantine{where}", args)
             db.execute(_COUNT, (len(rows), sum(len(data) for _, data in rows), -len(rows)))
-            self.refresh()
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-                self.refresh()
-            raise
         return len(rows)
 
     def close(self) -> None:
