@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +87,14 @@ class Mix:
     records: tuple[int, ...]  # per line, under the built-in rules
 
     def nwsyslog_expected(self, sent: int) -> int:
-        full, rest = divmod(sent, len(self.records))
-        return full * sum(self.records) + sum(self.records[:rest])
+        return records_of_cycle(self.records, sent)
+
+
+def records_of_cycle(records: Sequence[int], sent: int) -> int:
+    """The records expected when `sent` lines went out cycling through lines that make `records`
+    (per line) each: whole cycles, then the first lines of one more."""
+    full, rest = divmod(sent, len(records))
+    return full * sum(records) + sum(records[:rest])
 
 
 def sample_lines() -> list[bytes]:

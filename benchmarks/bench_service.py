@@ -30,6 +30,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_compare import records_of_cycle  # noqa: E402
 
 from ingestor.emulator.process import EmulatorProcess  # noqa: E402
 from ingestor.sender import Sender  # noqa: E402
@@ -125,8 +128,7 @@ def end_to_end(rates: list[int], seconds: float) -> list[tuple[int, int, int, fl
                 )
                 with Sender("udp", "127.0.0.1", port) as sender:
                     sender.replay(batch, rate=rate)
-                full, rest = divmod(count, len(lines))  # `batch` is `lines` repeated, cut at `count`
-                expected = full * sum(records) + sum(records[:rest])
+                expected = records_of_cycle(records, count)  # (`batch` is `lines` repeated, cut at `count`)
                 # Wait until the emulator stops growing (everything spooled has been delivered).
                 last, still = -1, 0
                 while still < 3:
