@@ -43,15 +43,16 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, TypeVar
 
 from .errors import StartupError
 
 Sync = Literal["normal", "full"]
+_T = TypeVar("_T")
 
 
 class SpoolOptions(TypedDict):
@@ -123,6 +124,17 @@ def _pieces(data: bytes, lengths: str | None) -> list[bytes]:
 
 def _sizes(data_size: int, lengths: str | None) -> list[int]:
     return [data_size] if lengths is None else json.loads(lengths)
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """`items` in slices of `size` (the last one shorter)."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _marks(items: Sized) -> str:
+    """The placeholders of an `IN (...)` list for `items`."""
+    return ",".join("?" * len(items))
 
 
 def _done(done: str | None) -> set[int]:
@@ -264,13 +276,9 @@ class Spool:
             if inserts:
                 # A commit's records in as few rows as the row size allows: one statement, and
                 # SQLite's per-row work once per row rather than per record.
-                step = self._row_records
                 db.executemany(
                     "INSERT INTO records (data, created, lengths) VALUES (?, ?, ?)",
-                    (
-                        (b"".join(chunk), now, _lengths(chunk))
-                        for chunk in (inserts[i : i + step] for i in range(0, len(inserts), step))
-                    ),
+                    ((b"".join(chunk), now, _lengths(chunk)) for chunk in _chunks(inserts, self._row_records)),
                 )
             if moved:
                 db.executemany(
@@ -287,13 +295,10 @@ class Spool:
         db = self._db
         gone = gone_bytes = 0
         finished: list[int] = []
-        partial: list[tuple[str, int]] = []
-        rows = sorted(settled)
-        for i in range(0, len(rows), 500):
-            chunk = rows[i : i + 500]
+        partial: list[tuple[int, str | None, list[int]]] = []  # (row, lengths, done positions)
+        for chunk in _chunks(sorted(settled), 500):
             found = db.execute(
-                f"SELECT id, length(data), lengths, done FROM records WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"SELECT id, length(data), lengths, done FROM records WHERE id IN ({_marks(chunk)})", chunk
             ).fetchall()
             for row, data_size, lengths, done_text in found:
                 sizes = _sizes(data_size, lengths)
@@ -307,21 +312,24 @@ class Spool:
                 if len(done) == len(sizes):
                     finished.append(row)
                 else:
-                    partial.append((json.dumps(sorted(done)), row))
-        for i in range(0, len(finished), 500):
-            chunk = finished[i : i + 500]
-            db.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                    partial.append((row, lengths, sorted(done)))
+        for chunk in _chunks(finished, 500):
+            db.execute(f"DELETE FROM records WHERE id IN ({_marks(chunk)})", chunk)
         if partial and self._secure_delete:
             # The delivered records' bytes leave the file now, not when the whole row goes:
             # the row is written again with them zeroed (SQLite zeroes the pages it frees).
-            for done_text, row in partial:
-                data, lengths = db.execute("SELECT data, lengths FROM records WHERE id = ?", (row,)).fetchone()
-                pieces = _pieces(data, lengths)
-                for p in json.loads(done_text):
+            for row, lengths, done_list in partial:
+                pieces = _pieces(db.execute("SELECT data FROM records WHERE id = ?", (row,)).fetchone()[0], lengths)
+                for p in done_list:
                     pieces[p] = bytes(len(pieces[p]))
-                db.execute("UPDATE records SET data = ?, done = ? WHERE id = ?", (b"".join(pieces), done_text, row))
+                db.execute(
+                    "UPDATE records SET data = ?, done = ? WHERE id = ?", (b"".join(pieces), json.dumps(done_list), row)
+                )
         elif partial:
-            db.executemany("UPDATE records SET done = ? WHERE id = ?", partial)
+            db.executemany(
+                "UPDATE records SET done = ? WHERE id = ?",
+                ((json.dumps(done_list), row) for row, _, done_list in partial),
+            )
         return gone, gone_bytes
 
     def read_after(self, last_key: int, limit: int) -> list[tuple[int, bytes]]:
@@ -373,7 +381,7 @@ class Spool:
         """Move quarantined records (these ids, or all) back to the waiting records, to be sent
         again by the running or next service; returns how many moved."""
         db = self._db
-        where, args = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        where, args = ("", ()) if ids is None else (f" WHERE id IN ({_marks(ids)})", tuple(ids))
         with self._transaction():
             rows = db.execute(f"SELECT id, data FROM quarantine{where} ORDER BY id", args).fetchall()
             now = time.time()
