@@ -529,14 +529,13 @@ def peak_memory(receiver: Receiver, sender: Path, mix: Mix, rate: int, seconds: 
 
 
 def serialize_rate(seconds: float) -> float:
-    """(b): parse + map + serialize records/s on one core, the built-in rules, the shared corpus
+    """(b): parse + map + serialize records/s on one core, the built-in rules, the vendored corpus
     (bench_rules.py's own measure)."""
     import bench_rules
 
     from ingestor.encoding import XmlEncoder
 
-    corpus = ROOT.parent / "shared" / "corpus"
-    lines = bench_rules.corpus_lines(corpus) if corpus.is_dir() else sample_lines()
+    lines = bench_rules.corpus_lines(bench_rules.CORPUS)
     ruleset = load_ruleset()
     rate, records, _ = bench_rules.measure(ruleset, lines, seconds, XmlEncoder())
     return rate * records / len(lines)

@@ -1,10 +1,10 @@
 """Input-path figure: parse + map lines/s on one core, with 10 rules and with 1,000 rules.
 
-    python3 benchmarks/bench_rules.py [--seconds 3] [--corpus ../shared/corpus] [--reference]
+    python3 benchmarks/bench_rules.py [--seconds 3] [--corpus tests/corpus] [--reference]
 
-The input is a mixed corpus of real lines: every `.log` file under the shared corpus (Wazuh,
-Elastic, Beats, loghub OpenSSH, fail2ban, syslog-ng, rsyslog, ...) plus the built-in packs'
-golden logs, shuffled with a fixed seed. "Parse + map" is what the service does per received
+The input is a mixed corpus of real lines: every `.log` file under the vendored corpus
+`tests/corpus` (Wazuh, Elastic, Beats, fail2ban, syslog-ng, rsyslog, an OpenSSH server's auth
+log, ...) plus the built-in packs' golden logs, shuffled with a fixed seed. "Parse + map" is what the service does per received
 message: `Pipeline.handle()`, the listeners' handler: `parse_syslog()`, `RuleSet.match()`,
 and for a matching line its rule's record writer (`ingestor.record_writer`), which maps the
 match to its Activity Record and writes it, in the same step, as the XML fragment that goes
@@ -48,6 +48,7 @@ from parsers.syslog import parse_syslog  # noqa: E402
 from parsers.yamlfile import load_yaml  # noqa: E402
 
 SEED = 20261123
+CORPUS = ROOT / "tests" / "corpus"
 
 
 def corpus_lines(corpus: Path) -> list[bytes]:
@@ -167,10 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     encoder = None if args.reference else XmlEncoder()
     label = "parse+map (Match.wire)" if args.reference else "parse+map+serialize (Pipeline.handle, XML)"
-    corpus = args.corpus
-    if corpus is None:
-        here = Path(__file__).resolve().parent.parent
-        corpus = next(p / "shared" / "corpus" for p in here.parents if (p / "shared" / "corpus").is_dir())
+    corpus = args.corpus or CORPUS
     lines = corpus_lines(corpus)
     small = ten_rules(lines)
     large = thousand_rules(small)

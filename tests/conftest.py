@@ -21,14 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def find_corpus() -> Path:
-    """The shared syslog corpus: $NWSYSLOG_CORPUS, else the nearest shared/corpus above the repo
-    (CI clones the repository with shared/ beside it)."""
+    """The syslog corpus the tests read: $NWSYSLOG_CORPUS when set, else the copy vendored in
+    tests/corpus (see its SOURCES.md)."""
     override = os.environ.get("NWSYSLOG_CORPUS")
-    candidates = [Path(override)] if override else [p / "shared" / "corpus" for p in REPO.parents]
-    for candidate in candidates:
-        if (candidate / "SOURCES.md").is_file():
-            return candidate
-    raise RuntimeError("the shared syslog corpus was not found: put shared/ beside the checkout or set NWSYSLOG_CORPUS")
+    candidate = Path(override) if override else REPO / "tests" / "corpus"
+    if not (candidate / "SOURCES.md").is_file():
+        raise RuntimeError(f"no syslog corpus at {candidate} (a folder with SOURCES.md): check NWSYSLOG_CORPUS")
+    return candidate
 
 
 def make_record(i: int = 0, **fields: Any) -> ActivityRecord:

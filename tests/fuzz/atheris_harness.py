@@ -16,7 +16,7 @@ Targets (every other argument goes to libFuzzer: `-max_total_time=600`, `-jobs=2
 - config: text loaded as a service configuration and as a rule pack; only `ConfigError`
   (file, line and reason for the user) may come out.
 
-The seed corpus is made from ../shared/corpus (every log line), the samples and the built-in
+The seed corpus is made from tests/corpus (every log line), the samples and the built-in
 rule packs, written to a temporary folder. A crash, an unexpected exception or a run longer
 than `-timeout` (default 10 s here) stops the fuzzer with the input that caused it.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import atheris
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"
 MAX_MESSAGE = 4096
 sys.path.insert(0, str(ROOT))  # the checkout's code, not an installed copy
 

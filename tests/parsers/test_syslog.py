@@ -1,4 +1,4 @@
-"""parse_syslog against golden cases from other projects (../shared/corpus) and properties."""
+"""parse_syslog against golden cases from other projects (tests/corpus, vendored) and properties."""
 
 import json
 import re

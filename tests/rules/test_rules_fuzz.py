@@ -17,6 +17,7 @@ from parsers.rules.engine import MAX_REGEX_INPUT, Rule, RuleSet, build_ruleset, 
 from parsers.rules.loader import builtin_dir, load_ruleset
 from parsers.syslog import Message, parse_syslog
 from parsers.yamlfile import load_yaml
+from tests.conftest import find_corpus
 
 
 @functools.cache
@@ -118,7 +119,7 @@ def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
 
 @functools.cache
 def real_lines() -> list[bytes]:
-    corpus = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+    corpus = find_corpus()
     files = sorted(builtin_dir().glob("*/tests/*.log")) + sorted(corpus.rglob("*.log"))
     return [line for f in files for line in f.read_bytes().splitlines() if line.strip()]
 

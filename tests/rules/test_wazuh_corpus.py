@@ -1,4 +1,4 @@
-"""The Wazuh ruleset's own test lines (../shared/corpus/wazuh/cases.jsonl) through the built-in packs.
+"""The Wazuh ruleset's own test lines (tests/corpus/wazuh/cases.jsonl) through the built-in packs.
 
 Every `pass` line of the sudo, su, sshd, pam and cisco_ios sections must become a record whose
 Action (and, where the section is specific, ObjectType) carries the section's meaning; `fail`
