@@ -4,12 +4,12 @@
 
 The input is a mixed corpus of real lines: every `.log` file under the vendored corpus
 `tests/corpus` (Wazuh, Elastic, Beats, fail2ban, syslog-ng, rsyslog, an OpenSSH server's auth
-log, ...) plus the built-in packs' golden logs, shuffled with a fixed seed. "Parse + map" is what the service does per received
-message: `Pipeline.handle()`, the listeners' handler: `parse_syslog()`, `RuleSet.match()`,
-and for a matching line its rule's record writer (`ingestor.record_writer`), which maps the
-match to its Activity Record and writes it, in the same step, as the XML fragment that goes
-into a request body: the service has no separate map step, so these figures include
-serialization.
+log, ...) plus the built-in packs' golden logs, shuffled with a fixed seed. "Parse + map" is
+what the service does per received message: `Pipeline.handle()`, the listeners' handler:
+`parse_syslog()`, `RuleSet.match()`, and for a matching line its rule's record writer
+(`ingestor.record_writer`), which maps the match to its Activity Record and writes it, in the
+same step, as the XML fragment that goes into a request body: the service has no separate map
+step, so these figures include serialization.
 With `--reference`, a match is mapped by the general path instead, `Match.wire()` (the record's
 checked wire fields, what `record_fields()` gives for the ActivityRecord), without serializing.
 
