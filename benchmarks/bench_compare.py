@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ingestor.emulator.process import EmulatorProcess  # noqa: E402
-from ingestor.records import NAMESPACE  # noqa: E402
+from ingestor.netwrix.records import NAMESPACE  # noqa: E402
 from parsers.rules.loader import load_ruleset  # noqa: E402
 from parsers.rules.testing import ExplainOptions, explain_lines  # noqa: E402
 
@@ -533,7 +533,7 @@ def serialize_rate(seconds: float) -> float:
     (bench_rules.py's own measure)."""
     import bench_rules
 
-    from ingestor.encoding import XmlEncoder
+    from ingestor.netwrix.encoding import XmlEncoder
 
     lines = bench_rules.corpus_lines(bench_rules.CORPUS)
     ruleset = load_ruleset()

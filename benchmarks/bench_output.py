@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingestor.emulator.process import EmulatorProcess  # noqa: E402
-from ingestor.encoding import JsonEncoder, XmlEncoder  # noqa: E402
 from ingestor.loop import run  # noqa: E402
-from ingestor.records import ActivityRecord  # noqa: E402
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder  # noqa: E402
+from ingestor.netwrix.records import ActivityRecord  # noqa: E402
 
 BASE = datetime(2026, 11, 22, tzinfo=UTC)
 

@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingestor.config import RecordFieldsConfig  # noqa: E402
-from ingestor.encoding import Encoder, XmlEncoder  # noqa: E402
 from ingestor.errors import RenderError  # noqa: E402
+from ingestor.netwrix.encoding import Encoder, XmlEncoder  # noqa: E402
+from ingestor.netwrix.records import RecordDefaults  # noqa: E402
 from ingestor.pipeline import Pipeline  # noqa: E402
-from ingestor.records import RecordDefaults  # noqa: E402
 from parsers.rules.engine import Rule, RuleSet, build_ruleset, compile_pack  # noqa: E402
 from parsers.rules.loader import builtin_dir, load_packs, load_ruleset  # noqa: E402
 from parsers.syslog import parse_syslog  # noqa: E402

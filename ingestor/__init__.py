@@ -5,10 +5,6 @@ The public API of the output path; see README.md for the service.
 
 from __future__ import annotations
 
-from .batcher import Batch, Batcher, Entry
-from .client import MemoryQuarantine, NetwrixClient, Quarantine
-from .config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig, TlsConfig
-from .encoding import Encoder, JsonEncoder, XmlEncoder, encoder_for
 from .errors import (
     AuthError,
     ConfigError,
@@ -21,8 +17,12 @@ from .errors import (
     StartupError,
     TlsPinError,
 )
-from .records import Action, ActivityRecord, Detail, ItemRef, MonitoringPlanRef, Record
-from .retry import Backoff, Outcome, classify
+from .netwrix.batcher import Batch, Batcher, Entry
+from .netwrix.client import MemoryQuarantine, NetwrixClient, Quarantine
+from .netwrix.config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig, TlsConfig
+from .netwrix.encoding import Encoder, JsonEncoder, XmlEncoder, encoder_for
+from .netwrix.records import Action, ActivityRecord, Detail, ItemRef, MonitoringPlanRef, Record
+from .netwrix.retry import Backoff, Outcome, classify
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from .loop import run
 
 if TYPE_CHECKING:
     from .config import ServiceConfig
-    from .encoding import XmlEncoder
+    from .netwrix.encoding import XmlEncoder
     from .spool import Spool
 
 EXIT_RUNTIME = 1
@@ -103,7 +103,7 @@ def emulator(
     """Run a Netwrix Auditor Integration API emulator (write, enum, search)."""
     from .emulator import EmulatorServer, EmulatorSettings, self_signed_certificate
     from .emulator.app import API
-    from .tls import colon_hex
+    from .netwrix.tls import colon_hex
 
     try:
         host, port = parse_listen(listen)
@@ -194,7 +194,7 @@ def parse(
     """
     from datetime import UTC, datetime
 
-    from ingestor.encoding import XmlEncoder
+    from ingestor.netwrix.encoding import XmlEncoder
     from parsers.rules.loader import load_ruleset
     from parsers.rules.testing import ExplainOptions, dump_line, explain_lines
     from parsers.syslog import zone_for
@@ -250,7 +250,7 @@ def parse(
 
 
 def _xml_fragment(encoder: XmlEncoder, record: dict[str, object]) -> bytes:
-    from ingestor.records import ActivityRecord
+    from ingestor.netwrix.records import ActivityRecord
 
     return encoder.encode(ActivityRecord.model_validate(record))
 

@@ -48,14 +48,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .batcher import Entry, entry_from_row, entry_key
-from .client import NetwrixClient
-from .config import BatchConfig, NetwrixConfig
-from .delivery import DeliveryStats
 from .errors import ConfigError, StartupError
 from .logs import LogFormat, setup_logging
 from .loop import rounds, run, start_tasks
-from .sink import SendResult
+from .netwrix.batcher import Entry, entry_from_row, entry_key
+from .netwrix.client import NetwrixClient
+from .netwrix.config import BatchConfig, NetwrixConfig
+from .netwrix.delivery import DeliveryStats
+from .netwrix.sink import SendResult
 from .spool import Spool, SpoolOptions
 
 log = logging.getLogger("nwsyslog.delivery")

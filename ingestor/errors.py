@@ -15,7 +15,7 @@ NwsyslogError
     └── RetriesExhausted(attempts, last)                   only when a retry limit is configured
 ```
 
-Normal outcomes (a record rejected by the server, a 503) are values (`ingestor.retry.Outcome`),
+Normal outcomes (a record rejected by the server, a 503) are values (`ingestor.netwrix.retry.Outcome`),
 not exceptions; these classes are for what a caller has to act on.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .batcher import Entry
+    from .netwrix.batcher import Entry
 
 
 class NwsyslogError(Exception):

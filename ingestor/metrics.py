@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from .sink import SendResult
+from .netwrix.sink import SendResult
 
 
 @dataclass

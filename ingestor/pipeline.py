@@ -23,10 +23,10 @@ from parsers.rules.engine import Rule, RuleSet
 from parsers.syslog import parse_syslog, zone_for
 
 from .config import RecordFieldsConfig, SourceConfig
-from .encoding import Encoder
 from .errors import RenderError
+from .netwrix.encoding import Encoder
+from .netwrix.records import RecordDefaults
 from .record_writer import Writer, writer_for
-from .records import RecordDefaults
 from .sources import peer_ip
 
 log = logging.getLogger("nwsyslog.pipeline")

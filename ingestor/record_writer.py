@@ -27,8 +27,8 @@ from typing import Any
 from parsers.rules.engine import MESSAGE_FIELDS, Match, Rule
 from parsers.template import Template
 
-from .encoding import Encoder, XmlEncoder
-from .records import Action, RecordDefaults, format_when
+from .netwrix.encoding import Encoder, XmlEncoder
+from .netwrix.records import Action, RecordDefaults, format_when
 
 Writer = Callable[[Match], bytes | None]  # the fragment, or None for a drop rule; RenderError
 

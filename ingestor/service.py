@@ -45,11 +45,11 @@ from parsers.rules.loader import load_ruleset
 
 from .config import ServiceConfig, load_service_config, parse_host_port
 from .deliverer import DeliveryProcess, DeliverySettings
-from .encoding import encoder_for
 from .errors import ConfigError, StartupError
 from .logs import current_settings
 from .loop import rounds, start_tasks
 from .metrics import Metrics, Readings
+from .netwrix.encoding import encoder_for
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
 from .spool import Spool, SpoolOptions

@@ -14,7 +14,7 @@ import pytest
 
 from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.emulator.app import API
-from ingestor.records import ActivityRecord
+from ingestor.netwrix.records import ActivityRecord
 
 BASE_TIME = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from lxml import etree
 
-from ..records import ERROR_NAMESPACE, NAMESPACE, clean_xml_text
-from ..schema import xsd_bytes
+from ..netwrix.records import ERROR_NAMESPACE, NAMESPACE, clean_xml_text
+from ..netwrix.schema import xsd_bytes
 
 NS = "{" + NAMESPACE + "}"
 _NESTED = {"MonitoringPlan", "Item"}

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from ingestor.errors import RenderError, RuleError
-from ingestor.records import (
+from ingestor.netwrix.records import (
     Action,
     ActivityRecord,
     Detail,

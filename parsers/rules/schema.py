@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ingestor.records import Action
+from ingestor.netwrix.records import Action
 
 from ..syslog import MNEMONIC_PATTERN
 

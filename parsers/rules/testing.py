@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ingestor.encoding import JsonEncoder
 from ingestor.errors import RenderError, RuleError
-from ingestor.records import ActivityRecord
+from ingestor.netwrix.encoding import JsonEncoder
+from ingestor.netwrix.records import ActivityRecord
 
 from ..syslog import parse_syslog, zone_for
 from ..yamlfile import load_yaml

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ingestor.config import NetwrixConfig, ServiceConfig
+from ingestor.config import ServiceConfig
 from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.errors import ConfigError
 from ingestor.loop import run
+from ingestor.netwrix.config import NetwrixConfig
 from ingestor.spool import Spool
 from parsers.rules.loader import load_ruleset
 from tests.ingestor.test_service import SUDO, send, until

@@ -14,8 +14,8 @@ from lxml import etree
 from ingestor.emulator import EmulatorServer, EmulatorSettings
 from ingestor.emulator.app import API
 from ingestor.emulator.process import EmulatorProcess
-from ingestor.encoding import JsonEncoder, XmlEncoder
-from ingestor.records import ERROR_NAMESPACE, NAMESPACE
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
+from ingestor.netwrix.records import ERROR_NAMESPACE, NAMESPACE
 from tests.conftest import enum_all, make_record
 
 XML = {"Content-Type": "application/xml; charset=UTF-8"}

@@ -42,9 +42,9 @@ with atheris.instrument_imports():
 
     assert Path(ingestor.__file__).resolve().parent == ROOT / "ingestor", ingestor.__file__
     from ingestor.config import ServiceConfig
-    from ingestor.encoding import XmlEncoder
     from ingestor.errors import ConfigError, RenderError
-    from ingestor.records import RecordDefaults
+    from ingestor.netwrix.encoding import XmlEncoder
+    from ingestor.netwrix.records import RecordDefaults
     from parsers.framing import Framer
     from parsers.rules.engine import compile_pack
     from parsers.rules.loader import load_ruleset

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ingestor.batcher import Batch, Batcher, Entry, entry_from_row
-from ingestor.encoding import JsonEncoder, XmlEncoder
 from ingestor.errors import RecordTooLarge
+from ingestor.netwrix.batcher import Batch, Batcher, Entry, entry_from_row
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
 
 ENCODERS = {"xml": XmlEncoder(), "json": JsonEncoder()}
 

@@ -5,11 +5,11 @@ from collections import Counter
 
 import pytest
 
-from ingestor.batcher import Entry
-from ingestor.client import MemoryQuarantine, NetwrixClient
-from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig
 from ingestor.errors import AuthError
 from ingestor.loop import run
+from ingestor.netwrix.batcher import Entry
+from ingestor.netwrix.client import MemoryQuarantine, NetwrixClient
+from ingestor.netwrix.config import AuthConfig, BatchConfig, NetwrixConfig, RetryConfig
 from tests.conftest import enum_all, make_record
 
 FAST_RETRY = RetryConfig(base=0.01, cap=0.2)

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingestor.config import AuthConfig, BatchConfig, NetwrixConfig, TlsConfig
 from ingestor.errors import ConfigError
-from ingestor.sink import build_auth, error_list_text
+from ingestor.netwrix.config import AuthConfig, BatchConfig, NetwrixConfig, TlsConfig
+from ingestor.netwrix.sink import build_auth, error_list_text
 
 
 def test_defaults_are_safe():

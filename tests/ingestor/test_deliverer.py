@@ -21,7 +21,7 @@ def test_a_process_that_exits_without_stopping_it_does_not_hang_and_leaves_no_pr
         f"""
         import asyncio
         from pathlib import Path
-        from ingestor.config import BatchConfig, NetwrixConfig
+        from ingestor.netwrix.config import BatchConfig, NetwrixConfig
         from ingestor.deliverer import DeliveryProcess, DeliverySettings
 
         held = []  # still referenced when the interpreter exits (its pipe is not closed by then)

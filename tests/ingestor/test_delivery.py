@@ -4,15 +4,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ingestor.batcher import Batch, Entry
-from ingestor.config import AuthConfig, NetwrixConfig, RetryConfig, TlsConfig
-from ingestor.delivery import Delivery
 from ingestor.emulator.server import bind
-from ingestor.encoding import JsonEncoder, XmlEncoder, encoder_for
 from ingestor.errors import AuthError, DeliveryHalted, EndpointError, RetriesExhausted
 from ingestor.loop import run
-from ingestor.retry import Backoff, Outcome
-from ingestor.sink import NetwrixSink, SendResult
+from ingestor.netwrix.batcher import Batch, Entry
+from ingestor.netwrix.config import AuthConfig, NetwrixConfig, RetryConfig, TlsConfig
+from ingestor.netwrix.delivery import Delivery
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder, encoder_for
+from ingestor.netwrix.retry import Backoff, Outcome
+from ingestor.netwrix.sink import NetwrixSink, SendResult
 from tests.conftest import enum_all, make_record
 
 FAST_RETRY = RetryConfig(base=0.01, cap=0.05)

@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ingestor.encoding import JsonEncoder, XmlEncoder
-from ingestor.records import NAMESPACE, RecordCore, RecordDefaults, clean_xml_text, core_fields, record_fields
-from ingestor.schema import activity_records_schema
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
+from ingestor.netwrix.records import NAMESPACE, RecordCore, RecordDefaults, clean_xml_text, core_fields, record_fields
+from ingestor.netwrix.schema import activity_records_schema
 from tests.conftest import make_record
 
 NS = {"a": NAMESPACE}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ingestor.encoding import XmlEncoder
+from ingestor.netwrix.encoding import XmlEncoder
 from ingestor.pipeline import Pipeline
 from parsers.rules.loader import load_ruleset
 

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ingestor import record_writer
-from ingestor.encoding import JsonEncoder, XmlEncoder
 from ingestor.errors import RenderError
+from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
+from ingestor.netwrix.records import RecordDefaults
 from ingestor.pipeline import Pipeline
 from ingestor.record_writer import Writer, reference_writer, writer_for
-from ingestor.records import RecordDefaults
 from parsers.rules.engine import Match, Rule, RuleSet, build_ruleset, compile_pack
 from parsers.rules.loader import builtin_dir, load_ruleset
 from parsers.syslog import Message, parse_syslog

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingestor.records import Action, ActivityRecord, clean_xml_text, format_when, record_fields
+from ingestor.netwrix.records import Action, ActivityRecord, clean_xml_text, format_when, record_fields
 from tests.conftest import make_record
 
 MANDATORY = ["Who", "Action", "What", "When", "Where", "ObjectType"]

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from ingestor.retry import Backoff, Outcome, classify
+from ingestor.netwrix.retry import Backoff, Outcome, classify
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ingestor.errors import RuleError
-from ingestor.records import Action
+from ingestor.netwrix.records import Action
 from parsers.rules import build_ruleset, compile_pack
 from parsers.syslog import parse_syslog
 from parsers.yamlfile import load_yaml

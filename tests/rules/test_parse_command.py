@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from lxml import etree
 
 from ingestor.cli import main
-from ingestor.records import ActivityRecord
-from ingestor.schema import activity_records_schema
+from ingestor.netwrix.records import ActivityRecord
+from ingestor.netwrix.schema import activity_records_schema
 
 LINES = [
     b"Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls",

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestor.encoding import XmlEncoder
 from ingestor.errors import RenderError
-from ingestor.records import ActivityRecord, record_fields
+from ingestor.netwrix.encoding import XmlEncoder
+from ingestor.netwrix.records import ActivityRecord, record_fields
 from parsers.rules.engine import MAX_REGEX_INPUT, Rule, RuleSet, build_ruleset, compile_pack
 from parsers.rules.loader import builtin_dir, load_ruleset
 from parsers.syslog import Message, parse_syslog

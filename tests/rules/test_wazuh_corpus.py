@@ -150,8 +150,8 @@ def test_no_corpus_line_makes_a_rule_fail_to_render(ruleset) -> None:  # type: i
 def test_wire_fields_equal_the_rendered_record_for_every_corpus_line(ruleset) -> None:  # type: ignore[no-untyped-def]
     """The per-message paths (`Match.wire` + `encode_fields`, `Match.core` + `encode_core`) give
     exactly what the record object and its encoders give, for every corpus line and both formats."""
-    from ingestor.encoding import JsonEncoder, XmlEncoder
-    from ingestor.records import RecordDefaults, record_fields
+    from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
+    from ingestor.netwrix.records import RecordDefaults, record_fields
     from parsers.syslog import parse_syslog
 
     defaults = RecordDefaults.from_mapping(

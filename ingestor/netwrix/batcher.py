@@ -6,7 +6,7 @@ root element included) nor `max_records`, and is due `linger` seconds after its 
 Adding a record is O(1): sizes are summed, nothing is serialized again.
 
 Example:
-    >>> from ingestor.encoding import JsonEncoder
+    >>> from ingestor.netwrix.encoding import JsonEncoder
     >>> b = Batcher(JsonEncoder(), max_bytes=20, max_records=10, linger=1.0)
     >>> b.add(Entry(1, b'{"a":1}'), now=0.0)
     []
@@ -24,8 +24,8 @@ from itertools import accumulate, islice
 from operator import itemgetter
 from typing import NamedTuple
 
+from ..errors import RecordTooLarge
 from .encoding import Encoder
-from .errors import RecordTooLarge
 
 
 class Entry(NamedTuple):

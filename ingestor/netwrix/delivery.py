@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import AuthError, DeliveryError, DeliveryHalted, EndpointError, RetriesExhausted
 from .batcher import Batch, Entry
 from .encoding import Encoder
-from .errors import AuthError, DeliveryError, DeliveryHalted, EndpointError, RetriesExhausted
 from .retry import Backoff, Outcome
 from .sink import SendResult
 

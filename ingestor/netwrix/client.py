@@ -28,11 +28,11 @@ from typing import Protocol
 
 import httpx
 
+from ..errors import DeliveryError, RecordTooLarge
 from .batcher import Batch, Batcher, Entry, entry_key
 from .config import BatchConfig, NetwrixConfig
 from .delivery import Delivery, DeliveryStats, Sink
 from .encoding import encoder_for
-from .errors import DeliveryError, RecordTooLarge
 from .records import ActivityRecord
 from .retry import Backoff
 from .sink import NetwrixSink, SendResult

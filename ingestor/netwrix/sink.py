@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import httpx
 from lxml import etree
 
+from ..errors import ConfigError, TlsPinError
 from .config import AuthConfig, NetwrixConfig
 from .encoding import encoder_for
-from .errors import ConfigError, TlsPinError
 from .records import ERROR_NAMESPACE
 from .retry import Outcome, classify
 from .tls import transport as make_transport

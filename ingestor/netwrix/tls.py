@@ -15,8 +15,8 @@ import typing
 import httpcore
 import httpx
 
+from ..errors import TlsPinError
 from .config import NetwrixConfig, TlsConfig
-from .errors import TlsPinError
 
 
 def ssl_context(tls: TlsConfig) -> ssl.SSLContext:

@@ -9,7 +9,7 @@ size of any body is known exactly from the fragment sizes without serializing an
 XML fragments carry no namespace declaration: they inherit the default namespace declared once
 on `<ActivityRecordList>`. Text is escaped as lxml escapes it (the standard library's
 `xml.sax.saxutils.escape`, plus CR as `&#13;`). JSON fragments are compact objects in the
-field order of `ingestor.records.record_fields`.
+field order of `ingestor.netwrix.records.record_fields`.
 """
 
 from __future__ import annotations
