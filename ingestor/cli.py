@@ -35,8 +35,32 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise ConfigError(str(exc), key="--listen") from None
 
 
+def _version_message() -> str:
+    """`nwsyslog --version`: the package version, the Python running it, the built-in rules."""
+    import platform
+
+    from parsers.rules.loader import load_ruleset
+
+    from . import __version__
+
+    try:
+        rules = f"{len(load_ruleset().rules)} built-in rules"
+    except ConfigError as exc:  # a damaged install still says what it is
+        rules = f"built-in rules not loadable: {exc}"
+    return f"nwsyslog {__version__} (Python {platform.python_version()}, {rules})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="nwsyslog")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Print the version, the Python version and the built-in rule count, and exit.",
+)  # fmt: skip
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -253,6 +277,28 @@ def _xml_fragment(encoder: XmlEncoder, record: dict[str, object]) -> bytes:
     from ingestor.netwrix.records import ActivityRecord
 
     return encoder.encode(ActivityRecord.model_validate(record))
+
+
+@main.command("samples")
+@click.argument("name", required=False)
+def samples(name: str | None) -> None:
+    """List the sample files shipped with nwsyslog (one path a line), or print NAME's path.
+
+    For example: nwsyslog parse --explain "$(nwsyslog samples cisco-ios.log)"
+    """
+    from .resources import sample_files, samples_dir
+
+    files = sample_files()
+    if name is None:
+        for path in files:
+            click.echo(str(path))
+        return
+    for path in files:
+        if path.name == name:
+            click.echo(str(path))
+            return
+    known = ", ".join(p.name for p in files)
+    _fail(f"no sample named {name!r} in {samples_dir()} (there are: {known})", EXIT_CONFIG)
 
 
 @main.command("test-rules")

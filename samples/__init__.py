@@ -1,0 +1,1 @@
+"""Sample logs, configurations and write bodies (data; installed as `ingestor.samples`)."""
