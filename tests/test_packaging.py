@@ -98,10 +98,8 @@ def test_the_installed_wheel_runs_its_commands_outside_the_checkout(venv: Path, 
 
     version = run(nwsyslog, "--version", cwd=tmp_path)
     assert version.returncode == 0, version.stderr
-    rules = run(
-        venv / "bin" / "python", "-c", "from parsers.rules.loader import load_ruleset; print(len(load_ruleset().rules))",
-        cwd=tmp_path,
-    )  # fmt: skip
+    count_rules = "from parsers.rules.loader import load_ruleset; print(len(load_ruleset().rules))"
+    rules = run(venv / "bin" / "python", "-c", count_rules, cwd=tmp_path)
     count = int(rules.stdout)
     assert count > 50
     assert version.stdout.strip() == (
