@@ -37,7 +37,7 @@ def exposed() -> set[tuple[int, str]]:
 def default_config() -> tuple[Path, dict[str, object]]:
     """The file the image copies to the path its CMD reads."""
     (copy,) = re.findall(r"^COPY (deploy/\S+) (\S+)$", final_stage(), re.M)
-    cmd = re.search(r'^CMD \[(.*)\]$', final_stage(), re.M)
+    cmd = re.search(r"^CMD \[(.*)\]$", final_stage(), re.M)
     assert cmd is not None and f'"{copy[1]}"' in cmd[1]
     path = ROOT / copy[0]
     return path, yaml.safe_load(path.read_text())
