@@ -1,5 +1,10 @@
 """TCP syslog framing (RFC 6587): octet counting or LF-terminated, detected per connection.
 
+Non-transparent framing ends a frame at LF, or at NUL as some senders do (RFC 6587 section
+3.4.2; Python's `logging.handlers.SysLogHandler` over TCP appends NUL by default); CR LF loses
+its CR. A connection's frames are looked for with the terminator it used last first, and the
+other only up to that one, so either costs one scan of the bytes.
+
 A `Framer` is a pure feed/iterate object: give it bytes as they arrive, get complete messages
 back. The mode is decided by the first frame of the connection: `MSG-LEN SP <PRI>...` means
 octet counting, anything else LF framing. Deciding once matters: in LF mode a line that starts
@@ -36,7 +41,8 @@ class Framer:
         self.malformed = 0
         self._buf = bytearray()
         self._skip = 0  # bytes of an oversize octet-counted frame still to discard
-        self._discarding = False  # LF mode: inside an oversize line, discard to the next LF
+        self._discarding = False  # LF mode: inside an oversize line, discard to the next LF or NUL
+        self._first, self._second = b"\n", b"\x00"  # the terminator this connection used last first
 
     @property
     def buffered(self) -> int:
@@ -57,7 +63,7 @@ class Framer:
                 self._skip -= step
                 continue
             if self._discarding:
-                newline = buf.find(b"\n", pos)
+                newline = self._terminator(buf, pos, end)
                 if newline < 0:
                     pos = end
                     break
@@ -125,9 +131,18 @@ class Framer:
         self._skip = length - self.max_message
         return start + self.max_message
 
+    def _terminator(self, buf: bytearray, pos: int, end: int) -> int:
+        """Where the next LF or NUL is in buf[pos:end], -1 if neither is."""
+        found = buf.find(self._first, pos, end)
+        other = buf.find(self._second, pos, found if found >= 0 else end)
+        if other >= 0:
+            self._first, self._second = self._second, self._first
+            return other
+        return found
+
     def _lf_frame(self, buf: bytearray, pos: int, end: int, out: list[bytes]) -> int:
-        """Position after one LF-terminated frame; -1 = need more bytes."""
-        newline = buf.find(b"\n", pos, pos + self.max_message + 1)
+        """Position after one LF- (or NUL-) terminated frame; -1 = need more bytes."""
+        newline = self._terminator(buf, pos, min(end, pos + self.max_message + 1))
         if newline < 0:
             if end - pos <= self.max_message:
                 return -1

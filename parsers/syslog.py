@@ -110,6 +110,8 @@ _MON = r"(?P<mon>jan|feb|m[aä]r|mrz|apr|ma[yi]|jun|jul|aug|sep|o[ck]t|nov|de[cz
 _TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?"
 # A zone after the time: a known abbreviation (with an optional offset), a bare offset, or any
 # short word directly followed by ":" (Cisco's "hh:mm:ss TZ:"). A bare unknown word is a hostname.
+# Outside a Cisco-style header an unknown word before ":" is a program tag ("hh:mm:ss su: ..."):
+# the scanner reads such a stamp again with `_BSD_TS_NO_WORD_ZONE`.
 _ZONE_NAMES = "|".join(sorted(_TZ_HOURS, key=len, reverse=True))
 _ZONE = (
     r"(?:\s+(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
@@ -122,6 +124,10 @@ _BSD_TS = re.compile(
     + _TIME
     + _ZONE
     + r"(?P<colon>:)?(?=\s|$)",
+    re.IGNORECASE,
+)
+_BSD_TS_NO_WORD_ZONE = re.compile(
+    _BSD_TS.pattern.replace(r"|[a-z]{2,6}(?=:)", ""),
     re.IGNORECASE,
 )
 _ISO_TS = re.compile(
@@ -171,6 +177,28 @@ _FAST_CISCO = re.compile(
     r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: "
     r"(?:(?=%(?P<mn>" + MNEMONIC_PATTERN + r")(?::|\s|$)))?"
 )
+# An RFC 3339 stamp's shape, whatever its values: a header with such a stamp is RFC 5424 even
+# when the date is impossible.
+_ISO_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
+_APP_MNEMONIC = re.compile(r"%(" + MNEMONIC_PATTERN + r"):?")
+# Header items some senders put between the standard ones.
+_FACILITY_NUMBER = {name: i for i, name in enumerate(FACILITIES)} | {"security": 4, "authpriv": 10}
+_SEVERITY_NUMBER = {name: i for i, name in enumerate(SEVERITIES)} | {
+    "panic": 0, "error": 3, "warn": 4, "crit": 2, "emergency": 0, "critical": 2, "informational": 6,
+}  # fmt: skip
+_FAC_WORD = r"(?P<fac>" + "|".join(sorted((re.escape(f) for f in _FACILITY_NUMBER), key=len, reverse=True)) + r")"
+_LEVEL_WORD = r"(?P<level>" + "|".join(sorted(_SEVERITY_NUMBER, key=len, reverse=True)) + r")"
+# "<189>" inside the header (a relayed frame), FreeBSD syslogd -v "<4.3>", -vv "<auth.info>".
+_INNER_PRI = re.compile(
+    r"<(?:(?P<pri>\d{1,3})|(?P<fac>\d{1,2}|[a-z][a-z0-9-]*)\.(?P<level>\d|[a-z]+))>(?=\S|\s)", re.IGNORECASE
+)
+_FACILITY_LEVEL = re.compile(_FAC_WORD + r"[|.]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE)
+_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+\]?")
+# sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]..."
+_SUDO_LOG = re.compile(
+    r"(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})(?: (?P<y>\d{4}))? : (?P<user>[^\s:]+) : "
+    r"(?:HOST=(?P<host>[^\s:;]+) : )?"
+)
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
@@ -198,7 +226,7 @@ def parse_syslog(
             msg.parse_error = f"PRI {pri} is out of range"
     if data[pos : pos + 2] == b"1 ":
         _parse_5424(data[pos + 2 :], msg, tz)
-        if msg.parse_error is None:
+        if msg.version == 1:
             return msg
         msg.parse_error = None  # not really 5424 after all: read it as 3164
     line = data[pos:].decode("utf-8", "replace")
@@ -213,18 +241,19 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
         return
     stamp, host, app, procid, msgid = (p.decode("utf-8", "replace") for p in parts[:5])
     rest = parts[5] if len(parts) == 6 else b"-"
+    bad_stamp = None
     if stamp != "-":
         m = _ISO_TS.fullmatch(stamp)
         when = _iso_local(m, tz) if m is not None and not m["mark"] else None
         if when is None:
-            msg.parse_error = f"bad RFC 5424 timestamp {stamp!r}"
-            return
-        msg.timestamp = when
-    msg.version = 1
-    msg.hostname = None if host == "-" else host
-    msg.program = None if app == "-" else app
-    msg.pid = None if procid == "-" else procid
-    msg.msgid = None if msgid == "-" else msgid
+            if _ISO_SHAPE.match(stamp) is None:
+                msg.parse_error = f"bad RFC 5424 timestamp {stamp!r}"
+                return
+            # An impossible date in a well-formed header (rsyslog really sends 2026-02-29):
+            # keep host, app, procid and text; the record takes the receive time.
+            bad_stamp = f"bad RFC 5424 timestamp {stamp!r}: the receive time is used"
+        else:
+            msg.timestamp = when
     text = rest.decode("utf-8", "replace")
     if text.startswith("-"):
         text = text[2:] if text.startswith("- ") else text[1:]
@@ -240,8 +269,23 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
             return
         msg.structured_data = elements
         text = text[end + 1 :] if text[end : end + 1] == " " else text[end:]
-    msg.text = text.removeprefix("\ufeff")
-    _split_mnemonic(msg, msg.text)
+    msg.version = 1
+    msg.parse_error = bad_stamp
+    msg.hostname = None if host == "-" else host
+    msg.pid = None if procid == "-" else procid
+    msg.msgid = None if msgid == "-" else msgid
+    # A relay that received the message as RFC 3164 keeps the space that followed "tag:" in MSG
+    # (rsyslog does): rules see the text as the program wrote it.
+    text = text.removeprefix("\ufeff").lstrip(" ")
+    if app.startswith("%") and (mn := _APP_MNEMONIC.fullmatch(app)) is not None:
+        # `logger -t '%SYS-5-CONFIG_I'`, a relay's RFC 5424 template: the Cisco tag travelled as
+        # APP-NAME. The text reads as the device wrote it, so Cisco rules see one form.
+        msg.mnemonic = mn.group(1)
+        msg.text = f"%{mn.group(1)}: {text}"
+        return
+    msg.program = None if app == "-" else app
+    msg.text = text
+    _split_mnemonic(msg, text)
 
 
 def _micros(frac: str | None) -> int:
@@ -418,7 +462,10 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             if when is not None and (line[end : end + 1] not in _HEADER_START or not _more_header(line, end)):
                 msg.timestamp = when
                 _, _, _, _, _, msg.hostname, msg.program, msg.pid = m.groups()
-                text = msg.text = line[end:]
+                text = line[end:]
+                if text[:1] == " ":  # more spaces after the tag's one ("sudo:    alice : ...")
+                    text = text.lstrip(" ")
+                msg.text = text
                 if "%" in text:
                     _split_mnemonic(msg, text)
                 return
@@ -431,11 +478,30 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             msg.hostname = m["host"]
             msg.program = m["prog"]
             msg.pid = m["pid"]
-            text = msg.text = line[m.end() :]
+            text = msg.text = line[m.end() :].lstrip(" ")
             if "%" in text:
                 _split_mnemonic(msg, text)
             return
+    if (m := _SUDO_LOG.match(line)) is not None and _sudo_log_line(m, msg, tz):
+        return
     _scan_header(line, msg, tz, 0, 8, False, False)
+
+
+def _sudo_log_line(m: re.Match[str], msg: Message, tz: tzinfo) -> bool:
+    """sudo's own log file (`logfile=` in sudoers): "Aug 31 08:11:00 2017 : alice : HOST=web1 :
+    TTY=pts/1 ; ...". The program is sudo, the host is HOST= when logged, and the text reads as
+    sudo's syslog message does ("alice : TTY=pts/1 ; ..."), so the same rules map both."""
+    stamp = _BSD_TS.match(m["stamp"])
+    if stamp is None:
+        return False
+    when = _bsd_time(msg, tz, stamp["mon"], stamp["d"], stamp["h"], stamp["mi"], stamp["s"], None, m["y"])
+    if when is None:
+        return False
+    msg.timestamp = when
+    msg.program = "sudo"
+    msg.hostname = m["host"]
+    msg.text = f"{m['user']} : {m.string[m.end() :]}"
+    return True
 
 
 def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host_seen: bool, cisco_style: bool) -> None:
@@ -451,7 +517,20 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
         if pos < n and line[pos] == ":" and pos + 1 < n and line[pos + 1] == " ":
             pos += 2  # "<46>: 2024 Aug 27 ..." : an empty sequence number
             continue
+        if pos < n and line[pos] == "<":
+            m = _INNER_PRI.match(line, pos)
+            if m is not None:
+                # A relay's header in front of the device's whole frame ("relay01 <189>412: ..."):
+                # the device's PRI, and its header items after it, win.
+                if m["pri"] is not None and int(m["pri"]) <= 191:
+                    msg.facility, msg.severity = divmod(int(m["pri"]), 8)
+                elif m["pri"] is None:
+                    _set_facility_level(msg, m["fac"], m["level"])
+                pos = m.end()
+                continue
         m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
+        if m is not None and m.re is _BSD_TS and m["tz"] and not (cisco_style or m["mark"]) and _zone(m["tz"]) is None:
+            m = _BSD_TS_NO_WORD_ZONE.match(line, pos)  # "Jan 11 22:33:44 su: ...": "su" is the tag
         if m is not None:
             when = _bsd_match_time(m, msg, tz) if "mon" in m.re.groupindex else _iso_local(m, tz)
             if when is not None:
@@ -483,6 +562,8 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             # "sshd: message" is a program tag.
             if not _header_follows(line, after):
                 break
+            if host_seen and line.startswith("%", _skip_spaces(line, after)) and not _is_address(msg.hostname):
+                break  # "myhost IOS: %SYS-5-CONFIG_I: ...": a tag (logger -t IOS), not a second host
             word = word[:-1]
         elif host_seen or _TAG.fullmatch(word + ":") is None or not _looks_like_host_then_tag(line, after):
             break
@@ -493,6 +574,11 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
         pos = after
     while pos < n and line[pos] in " \t":
         pos += 1
+    if host_seen and (m := _FACILITY_LEVEL.match(line, pos)) is not None:
+        # "host auth|info sshd[1]: ..." / "host auth.info sshd[1]: ...": the priority as words
+        # between host and program (HP-UX, Solaris, syslog-ng templates with $FACILITY|$LEVEL).
+        _set_facility_level(msg, m["fac"], m["level"])
+        pos = m.end()
     rest = line[pos:]
     if not rest.startswith("%"):
         tag = _TAG.match(rest)
@@ -500,7 +586,7 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
         if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
-            rest = rest[tag.end() :].removeprefix(" ")
+            rest = rest[tag.end() :].lstrip(" ")
     msg.text = rest
     _split_mnemonic(msg, rest)
     if msg.timestamp is None and msg.parse_error is None and not msg.mnemonic and msg.program is None:
@@ -565,8 +651,32 @@ def _looks_like_host_then_tag(line: str, pos: int) -> bool:
     if _header_follows(line, pos):
         return True
     word = _WORD.match(line, pos)
-    # "host prog[1]: ...", "host -- MARK --", and Cisco FTD's "host : %FTD-6-...".
+    # "host prog[1]: ...", "host -- MARK --", Cisco FTD's "host : %FTD-6-...", and the priority
+    # as words before the tag ("host auth|info prog[1]: ...").
+    if word is not None and _FACILITY_LEVEL.match(line, pos) is not None:
+        word = _WORD.match(line, _FACILITY_LEVEL.match(line, pos).end())  # type: ignore[union-attr]
     return word is not None and (_TAG.fullmatch(word.group(1)) is not None or word.group(1) in ("--", ":"))
+
+
+def _skip_spaces(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos] == " ":
+        pos += 1
+    return pos
+
+
+def _is_address(host: str | None) -> bool:
+    """An IPv4 or IPv6 literal: what a relay writes as the host of a sender that named none."""
+    return bool(host) and _ADDRESS.fullmatch(host or "") is not None
+
+
+def _set_facility_level(msg: Message, fac: str | None, level: str | None) -> None:
+    """Facility and severity from `auth.info`-style words or `4.3`-style numbers, when valid."""
+    if fac is None or level is None:
+        return
+    f = int(fac) if fac.isdigit() else _FACILITY_NUMBER.get(fac.lower())
+    sev = int(level) if level.isdigit() else _SEVERITY_NUMBER.get(level.lower())
+    if f is not None and sev is not None and f < 24 and sev < 8:
+        msg.facility, msg.severity = f, sev
 
 
 def _split_mnemonic(msg: Message, text: str) -> None:

@@ -34,13 +34,37 @@ def test_octet_counted_stream_reassembles_exactly_however_it_is_split(msgs, cuts
     assert framer.mode == "octet" and framer.malformed == 0
 
 
+# In non-transparent framing LF and NUL both end a frame (RFC 6587 section 3.4.2).
+lf_messages = messages.map(lambda ms: [m.replace(b"\x00", b" ") for m in ms])
+
+
 @settings(max_examples=300, deadline=None)
-@given(msgs=messages, cuts=st.lists(st.integers(min_value=0), max_size=30), crlf=st.booleans())
+@given(msgs=lf_messages, cuts=st.lists(st.integers(min_value=0), max_size=30), crlf=st.booleans())
 def test_lf_stream_reassembles_exactly_however_it_is_split(msgs, cuts, crlf):
     stream = b"".join(m + (b"\r\n" if crlf else b"\n") for m in msgs)
     framer = Framer()
     assert run(framer, chunked(stream, cuts)) == msgs
     assert framer.mode == "lf"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    msgs=lf_messages,
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    trailers=st.lists(st.sampled_from([b"\x00", b"\n", b"\r\n", b"\x00\n"]), min_size=1),
+)
+def test_nul_and_mixed_trailers_end_frames_however_the_stream_is_split(msgs, cuts, trailers):
+    """Python's SysLogHandler over TCP ends each message with NUL; some senders add LF after it."""
+    stream = b"".join(m + trailers[i % len(trailers)] for i, m in enumerate(msgs))
+    framer = Framer()
+    assert run(framer, chunked(stream, cuts)) == msgs
+    assert framer.mode == "lf" and framer.oversize == 0
+
+
+def test_an_oversize_nul_terminated_frame_is_cut_and_the_next_one_kept():
+    framer = Framer(max_message=480)
+    out = framer.feed(b"<13>" + b"x" * 1000 + b"\x00<13>next\x00")
+    assert out == [b"<13>" + b"x" * 476, b"<13>next"] and framer.oversize == 1
 
 
 def test_lines_starting_with_digits_stay_lines_in_lf_mode():

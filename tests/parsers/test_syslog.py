@@ -380,3 +380,106 @@ def test_an_unknown_zone_before_a_colon_falls_back_to_the_source_zone():
     msg = parse_syslog(line, received_at=RECEIVED, tz=plus3)
     assert msg.hostname == "sw01" and msg.mnemonic == "FOO-6-BAR"
     assert msg.timestamp == datetime(2022, 1, 16, 22, 11, 43, tzinfo=plus3)
+
+
+# Header shapes real senders and relays put on the wire (issue: real senders, end to end).
+# Sources: rsyslog's tests/rfc5424parser-sp_at_msg_start.sh (a space kept at the start of MSG,
+# as rsyslog forwards what it received as RFC 3164); util-linux logger(1) (`--rfc5424 -t TAG`
+# puts the tag in APP-NAME, `--rfc3164 -t TAG`); FreeBSD syslogd(8) `-v`/`-vv` (priority as
+# `<4.3>`/`<auth.info>`); sudoers(5) `logfile`/`log_year`/`log_host`; FreeBSD login.c badlogin().
+SENDER_SHAPES = [
+    (
+        "<37>1 2026-12-01T19:29:54+00:00 vm su 4101 - -  (to root) alice on pts/0",
+        {"hostname": "vm", "program": "su", "pid": "4101", "text": "(to root) alice on pts/0", "version": 1},
+    ),
+    (
+        '<13>1 2019-05-15T11:21:57+03:00 domain.tld tag - - [abc@123 a="b"]  sd-sp',
+        {"program": "tag", "text": "sd-sp", "structured_data": {"abc@123": {"a": "b"}}},
+    ),
+    (
+        '<13>1 2026-12-01T19:33:13.123456+00:00 vm %SYS-5-CONFIG_I - - [timeQuality tzKnown="1"] Configured',
+        {"hostname": "vm", "program": None, "mnemonic": "SYS-5-CONFIG_I", "text": "%SYS-5-CONFIG_I: Configured"},
+    ),
+    (
+        "<13>Dec  1 20:00:00 myhost IOS: %SYS-5-CONFIG_I: Configured from console by admin on vty0",
+        {"hostname": "myhost", "program": "IOS", "mnemonic": "SYS-5-CONFIG_I"},
+    ),
+    (
+        "<189>Mar  1 10:00:00 10.0.0.1 sw01: %SYS-5-CONFIG_I: Configured from console by admin on vty0",
+        {"hostname": "sw01", "mnemonic": "SYS-5-CONFIG_I"},  # a relay naming the sender by address
+    ),
+    (
+        "Mar  3 11:22:33 relay01 <189>412: 000388: *Mar  1 00:02:11.107: %SYS-5-RESTART: System restarted --",
+        {
+            "hostname": "relay01",
+            "facility": 23,
+            "severity": 5,
+            "sequence": 388,
+            "mnemonic": "SYS-5-RESTART",
+            "timestamp": datetime(2026, 3, 1, 0, 2, 11, 107000, UTC),
+        },
+    ),
+    (
+        "<13>Mar  3 11:22:33 relay01 <189>412: sw07: *Mar  1 00:02:11.107: %SYS-5-CONFIG_I: Configured from console",
+        {"hostname": "sw07", "facility": 23, "mnemonic": "SYS-5-CONFIG_I"},
+    ),
+    (
+        "Jan 11 22:33:44 su: (to root) alice on pts/0",
+        {"hostname": None, "program": "su", "text": "(to root) alice on pts/0"},
+    ),
+    (
+        "Jan 11 22:33:44 web1 auth|info su[12]: (to root) alice on pts/0",
+        {"hostname": "web1", "program": "su", "facility": 4, "severity": 6},
+    ),
+    (
+        "Jan 11 22:33:44 web1 authpriv.notice su[12]: x",
+        {"hostname": "web1", "program": "su", "facility": 10, "severity": 5},
+    ),
+    (
+        "Apr  2 17:51:32 <4.6> pancake sshd[55628]: Invalid user r00t from 192.0.2.100",
+        {"hostname": "pancake", "program": "sshd", "facility": 4, "severity": 6},
+    ),
+    (
+        "Mar 19 23:48:18 <auth.info> pancake sshd[55517]: Invalid user r00t",
+        {"hostname": "pancake", "program": "sshd", "facility": 4, "severity": 6},
+    ),
+    (
+        "Aug 31 08:11:00 2017 : alice : HOST=web1 : TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+        {
+            "hostname": "web1",
+            "program": "sudo",
+            "text": "alice : TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+            "timestamp": datetime(2017, 8, 31, 8, 11, tzinfo=UTC),
+        },
+    ),
+    (
+        "Aug 31 08:11:00 : bob : TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/id",
+        {"hostname": None, "program": "sudo", "text": "bob : TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/id"},
+    ),
+    ("su[2921936]: (to root) alice on pts/0", {"hostname": None, "program": "su", "pid": "2921936", "timestamp": None}),
+    (
+        "login: 2 LOGIN FAILURES ON ttyv1, admin",
+        {"hostname": None, "program": "login", "text": "2 LOGIN FAILURES ON ttyv1, admin"},
+    ),
+    (
+        "<86>Feb 24 00:13:02 precise32 sudo:     tsg : user NOT in sudoers ; TTY=pts/1",
+        {"program": "sudo", "text": "tsg : user NOT in sudoers ; TTY=pts/1"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "fields"), SENDER_SHAPES, ids=lambda v: v[:60] if isinstance(v, str) else "")
+def test_real_sender_header_shapes(line, fields):
+    msg = parse_syslog(line.encode(), received_at=RECEIVED)
+    for name, value in fields.items():
+        assert getattr(msg, name) == value, name
+    assert msg.parse_error is None
+
+
+def test_an_impossible_rfc5424_date_keeps_the_rest_of_the_header():
+    """rsyslog really sends 2026-02-29T...: host, app, procid and text stay; the record falls
+    back to the receive time, and the header problem is counted as a parse error."""
+    msg = parse_syslog(b"<37>1 2026-02-29T19:33:13+00:00 vm su 4101 - - (to root) alice on pts/0", received_at=RECEIVED)
+    assert (msg.version, msg.hostname, msg.program, msg.pid) == (1, "vm", "su", "4101")
+    assert msg.text == "(to root) alice on pts/0" and msg.timestamp is None
+    assert msg.parse_error is not None and "receive time" in msg.parse_error
