@@ -44,7 +44,7 @@ def record_fields(i: int) -> dict[str, object]:
         "ObjectType": "Configuration",
         "Workstation": f"10.0.{i % 250}.{i % 200}",
         "MonitoringPlan": {"Name": "Network devices"},
-        "Item": {"Name": "syslog (Integration)"},
+        "Item": {"Name": "Linux"},
         "DetailList": [{"PropertyName": "Command", "After": f"description uplink {i}"}],
     }
 

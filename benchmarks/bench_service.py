@@ -44,7 +44,7 @@ FRAGMENT = (
     b"<ActivityRecord><Who>alice</Who><Action>Activated</Action><What>/usr/bin/systemctl restart nginx</What>"
     b"<When>2026-03-04T10:00:01Z</When><Where>app01</Where><ObjectType>sudo</ObjectType>"
     b"<Workstation>192.0.2.10</Workstation><MonitoringPlan><Name>Syslog</Name></MonitoringPlan>"
-    b"<DataSource>Linux</DataSource><Item><Name>nwsyslog (Integration)</Name></Item><DetailList><Detail>"
+    b"<DataSource>Linux</DataSource><Item><Name>Linux</Name></Item><DetailList><Detail>"
     b"<PropertyName>Target user</PropertyName><After>root</After></Detail><Detail><PropertyName>TTY</PropertyName>"
     b"<After>pts/0</After></Detail><Detail><PropertyName>PWD</PropertyName><After>/home/alice</After></Detail>"
     b"</DetailList></ActivityRecord>"

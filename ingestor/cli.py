@@ -80,7 +80,7 @@ def main(log_level: str, log_format: str) -> None:
 @click.option("--listen", default="127.0.0.1:9699", show_default=True, help="HOST:PORT; port 0 picks a free one.")
 @click.option("--db", default=":memory:", show_default=True, help="SQLite file keeping records across restarts.")
 @click.option("--user", default=None, metavar="NAME:PASSWORD", help="Require this user (401 otherwise).")
-@click.option("--auth-scheme", type=click.Choice(["basic", "digest"]), default="basic", show_default=True)
+@click.option("--auth-scheme", type=click.Choice(["basic", "digest", "ntlm"]), default="basic", show_default=True)
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=None, help="Answer 413 above this size.")
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Writes to fail (0-1).")
 @click.option("--fail-status", type=click.Choice(["500", "503"]), default="503", show_default=True)
@@ -107,6 +107,12 @@ def main(log_level: str, log_format: str) -> None:
     show_default=True,
     help="Check every Nth write body against the schema; count the others unchecked (benchmarks).",
 )
+@click.option(
+    "--as-sent",
+    is_flag=True,
+    help="Read records back exactly as written, not as the real server shows them (DataSource "
+    '"Netwrix API", Item "name (Integration)").',
+)
 def emulator(
     listen: str,
     db: str,
@@ -123,6 +129,7 @@ def emulator(
     tls_dir: Path | None,
     seed: int | None,
     validate_every: int,
+    as_sent: bool,
 ) -> None:
     """Run a Netwrix Auditor Integration API emulator (write, enum, search)."""
     from .emulator import EmulatorServer, EmulatorSettings, self_signed_certificate
@@ -150,12 +157,13 @@ def emulator(
             page_size=page_size,
             seed=seed,
             validate_every=validate_every,
+            as_sent=as_sent,
         )
         with tempfile.TemporaryDirectory(prefix="nwsyslog-emulator-") as tmp:
             cert = self_signed_certificate(tls_dir or Path(tmp), [host]) if tls else None
             server = EmulatorServer(settings, host, port, cert)
             click.echo(f"nwsyslog emulator listening on {server.base_url}")
-            click.echo(f"  write: POST {server.base_url}{API}/   (also {API}/write)")
+            click.echo(f"  write: POST {server.base_url}{API}/   (also {API})")
             click.echo(f"  enum:  GET  {server.base_url}{API}/enum?format=json&count=1000")
             click.echo(f"  stats: GET  {server.base_url}/_emulator/stats")
             if cert is not None:

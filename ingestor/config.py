@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .netwrix.config import BatchConfig, NetwrixConfig
+from .netwrix.records import check_item_name
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,18 +93,47 @@ def _check_zone(value: str | None) -> str | None:
 
 
 class RecordFieldsConfig(BaseModel):
-    """The record fields configuration supplies (a rule never sets these)."""
+    """The record fields configuration supplies (a rule never sets these).
+
+    Item (the Integration item Netwrix tells sources apart by, as it sets DataSource itself):
+    `items[pack]`, else `item`, else the pack's own (Cisco IOS, Linux, Privileged Linux). A
+    source's `item` or `items` replace the global ones for its senders. Names are plain: the
+    server adds " (Integration)" itself."""
 
     model_config = _STRICT
 
     data_source: str | None = Field(None, min_length=1, max_length=255, description="default: the rule pack's")
     monitoring_plan: str | None = Field(None, min_length=1, max_length=255)
     monitoring_plan_id: str | None = None
-    item: str | None = Field(None, min_length=1)
+    item: str | None = Field(None, min_length=1, description="one Item for every pack's records")
+    items: dict[str, str] = Field(default_factory=dict, description="Item per rule pack: {cisco_ios: Core switches}")
+    when: Literal["seconds", "fractional"] | None = Field(
+        None,
+        description="seconds (default): When in whole seconds as Netwrix documents it, the exact time in "
+        "the 'Exact time' detail; fractional: When keeps the device's fraction of a second",
+    )
+
+    @field_validator("item")
+    @classmethod
+    def _plain_item(cls, value: str | None) -> str | None:
+        return check_item_name(value)
+
+    @field_validator("items")
+    @classmethod
+    def _plain_items(cls, value: dict[str, str]) -> dict[str, str]:
+        for pack, name in value.items():
+            if not name:
+                raise ValueError(f"items.{pack}: an empty Item name")
+            check_item_name(name)
+        return value
 
     def as_mapping(self) -> dict[str, object]:
         """The fields in `RecordDefaults.from_mapping` form."""
         out: dict[str, object] = {}
+        if self.items:
+            out["Items"] = {pack: {"Name": name} for pack, name in self.items.items()}
+        if self.when is not None:
+            out["FractionalWhen"] = self.when == "fractional"
         if self.data_source is not None:
             out["DataSource"] = self.data_source
         if self.monitoring_plan is not None:
@@ -234,7 +264,6 @@ netwrix:
   format: xml
 records:
   monitoring_plan: Syslog
-  item: nwsyslog (Integration)
 metrics:
   listen: 127.0.0.1:9102
 """

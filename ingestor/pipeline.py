@@ -84,7 +84,7 @@ class Pipeline:
             (
                 ipaddress.ip_network(s.cidr, strict=False),
                 zone_for(s.timezone) if s.timezone else self._default[0],
-                RecordDefaults.from_mapping({**fields, **s.as_mapping()}),
+                RecordDefaults.from_mapping(_for_source(fields, s.as_mapping())),
                 {},
             )
             for s in sources
@@ -155,3 +155,12 @@ class Pipeline:
         """The records produced since the last call, in order."""
         pending, self.pending = self.pending, []
         return pending
+
+
+def _for_source(fields: dict[str, object], source: dict[str, object]) -> dict[str, object]:
+    """A source's record fields over the global ones: a source naming its own Item (`item` or
+    `items`) replaces both global Item settings for its senders."""
+    merged = {**fields, **source}
+    if "Item" in source and "Items" not in source:
+        merged.pop("Items", None)
+    return merged

@@ -28,7 +28,16 @@ from parsers.rules.engine import MESSAGE_FIELDS, Match, Rule
 from parsers.template import Template
 
 from .netwrix.encoding import Encoder, XmlEncoder
-from .netwrix.records import Action, RecordDefaults, format_when
+from .netwrix.records import (
+    EXACT_TIME,
+    NVARCHAR_LIMIT,
+    SOURCE_KIND,
+    Action,
+    RecordDefaults,
+    format_when,
+    utf16_length,
+    whole_second,
+)
 
 Writer = Callable[[Match], bytes | None]  # the fragment, or None for a drop rule; RenderError
 
@@ -108,6 +117,7 @@ def _compile(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referenc
 
 
 def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, reference: Writer) -> Writer:
+    defaults = defaults.for_pack(rule.pack, rule.item)
     groups = rule.regex.groupindex if rule.regex is not None else {}
     src = _Source()
     slow = src.const(reference)
@@ -160,7 +170,7 @@ def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referen
     action = rule.fixed_action.value if rule.fixed_action is not None else None
     for i, (name, literal, _single, template, is_capped) in enumerate(rule.outputs):
         if literal is not None:
-            if not literal or (is_capped and len(literal) > 255):
+            if not literal or (is_capped and utf16_length(literal) > NVARCHAR_LIMIT):
                 raise _Unsupported(name)
             texts[name] = ("text", encoder.escape_text(literal))
             continue
@@ -203,7 +213,7 @@ def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referen
             continue
         present = " or ".join(local for _, local in parts)
         if name_t.literal is not None:
-            if not name_t.literal or len(name_t.literal) > 255:
+            if not name_t.literal or utf16_length(name_t.literal) > NVARCHAR_LIMIT:
                 raise _Unsupported("PropertyName")
             head = src.const(f"<Detail><PropertyName>{encoder.escape_text(name_t.literal)}</PropertyName>")
             condition = present
@@ -227,12 +237,26 @@ def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referen
 
     src.line("when = message.timestamp or message.received_at")
     tests = [f"not {local}" for local in required]
-    tests += [f"len({local}) > 255" for local in capped]
+    # 255 UTF-16 units: a text of at most 127 characters cannot exceed them.
+    tests += [f"(len({local}) > 127 and _utf16({local}) > 255)" for local in capped]
     tests.append("when.utcoffset() is None")
     plain = "".join(f"{{{local}}}" for local in checked)
     tests.append(f'_not_plain(f"{plain}") is not None')
     src.line(f"if {' or '.join(tests)}:")
     src.line(f"    return {slow}(match)")
+    if not defaults.fractional_when:
+        # Whole seconds, as Netwrix documents When; the exact time in a detail.
+        exact = src.const(f"<Detail><PropertyName>{EXACT_TIME}</PropertyName><After>")
+        src.line("if when.microsecond:")
+        src.line(f'    xt = {exact} + format_when(when) + "</After></Detail>"')
+        src.line("    when = _whole(when)")
+        src.line("else:")
+        src.line('    xt = ""')
+        details.append("xt")
+    if rule.item is not None:
+        kind = f"<Detail><PropertyName>{SOURCE_KIND}</PropertyName><After>{encoder.escape_text(rule.item)}"
+        kind += "</After></Detail>"
+        details.append(src.const(kind))
 
     def put(kind: str, text: str) -> str:
         return "{" + (text if kind == "local" else src.const(text)) + "}"
@@ -261,6 +285,8 @@ def _generate(rule: Rule, encoder: XmlEncoder, defaults: RecordDefaults, referen
         "_actions": _ACTION_TEXT,
         "_not_plain": _NOT_PLAIN.search,
         "format_when": format_when,
+        "_whole": whole_second,
+        "_utf16": utf16_length,
     }
     exec(compile(code, f"<record writer for rule {rule.id}>", "exec"), namespace)
     write: Writer = namespace["write"]

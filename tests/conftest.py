@@ -41,7 +41,7 @@ def make_record(i: int = 0, **fields: Any) -> ActivityRecord:
         "ObjectType": "Logon",
         "Workstation": "10.0.0.5",
         "MonitoringPlan": {"Name": "Network devices"},
-        "Item": {"Name": "syslog (Integration)"},
+        "Item": {"Name": "Linux"},
         "DetailList": [{"PropertyName": "Line", "After": "vty0"}],
     }
     values.update(fields)

@@ -1,9 +1,15 @@
 """The Netwrix Auditor Integration API emulator, as a Starlette application.
 
-Endpoints (under /netwrix/api/v1/activity_records/): the write endpoint under both spellings
-(`/` and `/write`), `enum` (GET first page, POST a ContinuationMark for the next) and `search`.
-Status codes and bodies follow the spec: 200 with an empty text/plain body, 400 with an
-ErrorList, 401/404/405/413 with empty bodies, 500 with an empty body for corrupted JSON.
+Endpoints (under /netwrix/api/v1/activity_records): the write endpoint with and without the
+trailing slash (Netwrix's documentation writes `.../activity_records/`, its own add-ons post to
+`.../activity_records`), `enum` (GET first page, POST a ContinuationMark for the next) and
+`search`. Any other path, `/write` included, is 404 as on the real server. Status codes and
+bodies follow the spec: 200 with an empty text/plain body, 400 with an ErrorList,
+401/404/405/413 with empty bodies, 500 with an empty body for corrupted JSON.
+
+Records read back look as the real server shows them: DataSource is "Netwrix API" whatever was
+sent, and the Item's name carries its type, `name (Integration)`. `as_sent=True`
+(`--as-sent`) returns them exactly as written instead, for tests of what a client sends.
 
 Beyond the API, `GET /_emulator/stats` returns counters as JSON, for tests and benchmarks.
 """
@@ -30,7 +36,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .auth import Authenticator
+from ..netwrix.records import ITEM_TYPE_SUFFIX
+from .auth import Authenticator, NtlmAcceptor
 from .search import parse_search
 from .store import RecordStore
 from .wire import NS, BodyError, count_records, error_list, parse_xml, records_json, records_xml, validate_write
@@ -45,7 +52,7 @@ class EmulatorSettings:
 
     db: str = ":memory:"
     user: tuple[str, str] | None = None
-    auth_scheme: Literal["basic", "digest"] = "basic"
+    auth_scheme: Literal["basic", "digest", "ntlm"] = "basic"
     max_body_bytes: int | None = None
     fail_rate: float = 0.0
     fail_status: int = 503
@@ -59,6 +66,9 @@ class EmulatorSettings:
     # Nth body is; the others are counted by their record tags and stored as they came, so the
     # emulator can outrun the system under test instead of capping it.
     validate_every: int = 1
+    # False: DataSource and Item read back as the real server shows them ("Netwrix API",
+    # "name (Integration)"); True: exactly as written.
+    as_sent: bool = False
 
 
 class Emulator:
@@ -67,7 +77,12 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.store = RecordStore(settings.db)
-        self.auth = Authenticator(*settings.user, settings.auth_scheme) if settings.user else None
+        self.auth: Authenticator | None = None
+        self.ntlm: NtlmAcceptor | None = None
+        if settings.user and settings.auth_scheme == "ntlm":
+            self.ntlm = NtlmAcceptor(*settings.user)
+        elif settings.user:
+            self.auth = Authenticator(*settings.user, settings.auth_scheme)  # type: ignore[arg-type]
         self.stats: Counter[str] = Counter()
         self._rng = random.Random(settings.seed)
         # Parsing and XSD validation release the GIL: a few threads use every core.
@@ -100,6 +115,13 @@ class Emulator:
     async def _guard(self, request: Request) -> Response | None:
         """Authentication and injected latency, common to every API call."""
         self.stats["requests"] += 1
+        if self.ntlm is not None:
+            client = request.client
+            connection = (client.host, client.port) if client else ("", 0)
+            ok, challenge = self.ntlm.check(connection, request.headers.get("authorization"))
+            if not ok:
+                await _drain(request)
+                return self._answer(401, headers={"WWW-Authenticate": f"NTLM {challenge}" if challenge else "NTLM"})
         if self.auth is not None:
             uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             if not self.auth.check(request.headers.get("authorization"), request.method, uri):
@@ -110,7 +132,7 @@ class Emulator:
         return None
 
     async def write(self, request: Request) -> Response:
-        """POST .../activity_records/ (or /write): validate and store Activity Records."""
+        """POST .../activity_records/ (or without the slash): validate and store Activity Records."""
         if (denied := await self._guard(request)) is not None:
             return denied
         fmt = _format(request)
@@ -191,7 +213,8 @@ class Emulator:
         """Up to `count` records from number `start` that pass `keep`, and the number the next
         page starts at (None when nothing is left)."""
         records: list[dict[str, Any]] = []
-        for seq, record in self.store.records(start, None if keep else count + 1):
+        for seq, stored in self.store.records(start, None if keep else count + 1):
+            record = stored if self.settings.as_sent else as_server_shows(stored)
             if keep is not None and not keep(record):
                 continue
             if len(records) == count:
@@ -208,6 +231,19 @@ class Emulator:
         """GET /_emulator/stats: counters and the stored record total."""
         body = {**self.stats, "stored_records": self.store.total}
         return Response(json.dumps(body), media_type="application/json")
+
+
+SERVER_DATA_SOURCE = "Netwrix API"
+
+
+def as_server_shows(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the real server returns it: the server sets DataSource to "Netwrix
+    API" on every record written through the API, and shows an Item with its type."""
+    shown = {**record, "DataSource": SERVER_DATA_SOURCE}
+    item = record.get("Item")
+    if isinstance(item, dict) and isinstance(item.get("Name"), str):
+        shown["Item"] = {**item, "Name": item["Name"] + ITEM_TYPE_SUFFIX}
+    return shown
 
 
 def _format(request: Request) -> str:
@@ -294,7 +330,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     routes = [
         Route(f"{API}/", emulator.write, methods=["POST"]),
-        Route(f"{API}/write", emulator.write, methods=["POST"]),
+        Route(API, emulator.write, methods=["POST"]),
         Route(f"{API}/enum", emulator.enum, methods=["GET", "POST"]),
         Route(f"{API}/search", emulator.search, methods=["POST"]),
         Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),

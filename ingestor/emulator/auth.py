@@ -1,13 +1,25 @@
-"""HTTP authentication for the emulator: Basic, and Digest (RFC 7616, MD5, qop=auth)."""
+"""HTTP authentication for the emulator: Basic, Digest (RFC 7616, MD5, qop=auth) and NTLM.
+
+NTLM, the scheme Netwrix recommends for the API, is connection-bound: the client's NEGOTIATE
+message, the server's CHALLENGE (in a 401) and the client's AUTHENTICATE travel on one
+keep-alive connection, which is then authenticated. The acceptor is pyspnego's pure-Python
+NTLM server, which reads the accepted credentials from the file named by the NTLM_USER_FILE
+environment variable: the emulator writes that file (mode 0600, one `DOMAIN:USER:PASSWORD`
+line) and points the variable at it.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import re
 import secrets
-from typing import Literal
+import tempfile
+from collections import OrderedDict
+from typing import Any, Literal
 
 REALM = "Netwrix Auditor"
 _PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -65,3 +77,59 @@ class Authenticator:
             f"{ha1}:{nonce}:{params.get('nc', '')}:{params.get('cnonce', '')}:{params.get('qop', '')}:{ha2}"
         )
         return hmac.compare_digest(expected, params.get("response", ""))
+
+
+class NtlmAcceptor:
+    """NTLM for one user, per connection (a connection is `(client host, client port)`)."""
+
+    MAX_CONNECTIONS = 1024  # handshakes and authenticated connections remembered (oldest dropped)
+
+    def __init__(self, username: str, password: str) -> None:
+        domain, sep, user = username.partition("\\")
+        if not sep:
+            domain, user = "", username
+        handle, path = tempfile.mkstemp(prefix="nwsyslog-emulator-ntlm-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(f"{domain}:{user}:{password}\n")
+        self.user_file = path
+        os.environ["NTLM_USER_FILE"] = path  # where pyspnego's acceptor reads credentials
+        self._pending: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._authenticated: OrderedDict[tuple[str, int], bool] = OrderedDict()
+
+    def close(self) -> None:
+        """Remove the credential file."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.user_file)
+
+    def check(self, connection: tuple[str, int], header: str | None) -> tuple[bool, str | None]:
+        """(authenticated, challenge to send with a 401 or None for a bare `NTLM` challenge)."""
+        import spnego  # a dependency of httpx-ntlm, which nwsyslog depends on
+
+        if connection in self._authenticated and not header:
+            return True, None
+        scheme, _, value = (header or "").partition(" ")
+        if scheme.lower() != "ntlm" or not value.strip():
+            return False, None
+        try:
+            token = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            return False, None
+        context = self._pending.pop(connection, None)
+        if context is None or token[8:12] == b"\x01\x00\x00\x00":  # a NEGOTIATE starts over
+            context = spnego.server(protocol="ntlm")
+        try:
+            answer = context.step(token)
+        except spnego.exceptions.SpnegoError:
+            self._authenticated.pop(connection, None)
+            return False, None
+        if context.complete:
+            self._remember(self._authenticated, connection, True)
+            return True, None
+        self._remember(self._pending, connection, context)
+        return False, base64.b64encode(answer or b"").decode()
+
+    def _remember(self, table: OrderedDict[tuple[str, int], Any], key: tuple[str, int], value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.MAX_CONNECTIONS:
+            table.popitem(last=False)

@@ -150,6 +150,8 @@ class EmulatorServer:
             await self._server.serve(sockets=[self.sock])
         finally:
             self.emulator.store.close()
+            if self.emulator.ntlm is not None:
+                self.emulator.ntlm.close()
 
     def stop(self) -> None:
         """Ask the server to finish (thread-safe)."""

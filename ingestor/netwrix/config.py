@@ -25,7 +25,8 @@ class AuthConfig(BaseModel):
 
     model_config = _STRICT
 
-    method: Literal["none", "basic", "digest", "ntlm"] = "basic"
+    # auto: what the server's 401 offers (NTLM, then Digest, then Basic); Netwrix recommends NTLM.
+    method: Literal["auto", "none", "basic", "digest", "ntlm"] = "auto"
     username: str = ""
     password: SecretStr = SecretStr("")
     # Where the password really comes from, so that it is never written in the file itself.

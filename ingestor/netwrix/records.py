@@ -6,6 +6,9 @@ Detail.PropertyName are nvarchar(255); What, Workstation, DataSource, Before and
 unbounded. The `Action` enumeration is the 23 values Netwrix publishes, kept here and nowhere
 else.
 
+The 255 limits count UTF-16 code units, as SQL Server's nvarchar does: a character outside the
+Basic Multilingual Plane (an emoji) counts two.
+
 Every string is cleaned of characters XML 1.0 cannot carry (control characters other than TAB,
 CR and LF, lone surrogates, U+FFFE and U+FFFF): each becomes U+FFFD, so a hostile syslog line can
 never break serialization or reach the server.
@@ -26,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, NamedTuple, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 NAMESPACE = "http://schemas.netwrix.com/api/v1/activity_records/"
 ERROR_NAMESPACE = "http://schemas.netwrix.com/api/v1/"
@@ -88,9 +91,52 @@ def clean_xml_text(value: object) -> object:
     return value
 
 
+NVARCHAR_LIMIT = 255  # Who, Where, ObjectType, MonitoringPlan.Name, Detail.PropertyName
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units (what nvarchar counts): astral characters count two."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cap_utf16(text: str, limit: int = NVARCHAR_LIMIT) -> str:
+    """`text` cut to at most `limit` UTF-16 code units, never inside a character."""
+    if len(text) <= limit // 2 or utf16_length(text) <= limit:
+        return text
+    units = 0
+    for index, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
+
+
+ITEM_TYPE_SUFFIX = " (Integration)"
+
+
+def check_item_name(name: str | None) -> str | None:
+    """An Item name as the API takes it: plain. "X (Integration)" is how the server shows item
+    X; sent, it names another item, which Item filters do not find (ValueError)."""
+    if name is not None and name.rstrip().casefold().endswith(ITEM_TYPE_SUFFIX.strip().casefold()):
+        plain = name.rstrip()[: -len(ITEM_TYPE_SUFFIX.strip())].rstrip()
+        raise ValueError(
+            f"Item {name!r}: give the plain name ({plain!r}); the server adds the type and shows "
+            f"{plain + ITEM_TYPE_SUFFIX!r}, while a name sent with the suffix is another item"
+        )
+    return name
+
+
+def _check_nvarchar(text: str) -> str:
+    if len(text) > NVARCHAR_LIMIT // 2 and utf16_length(text) > NVARCHAR_LIMIT:
+        raise ValueError(
+            f"at most {NVARCHAR_LIMIT} UTF-16 code units (nvarchar({NVARCHAR_LIMIT})), got {utf16_length(text)}"
+        )
+    return text
+
+
 Text = Annotated[str, BeforeValidator(clean_xml_text)]
 RequiredText = Annotated[str, BeforeValidator(clean_xml_text), Field(min_length=1)]
-Name255 = Annotated[str, BeforeValidator(clean_xml_text), Field(min_length=1, max_length=255)]
+Name255 = Annotated[str, BeforeValidator(clean_xml_text), Field(min_length=1), AfterValidator(_check_nvarchar)]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
@@ -115,7 +161,9 @@ class MonitoringPlanRef(BaseModel):
 
 
 class ItemRef(BaseModel):
-    """The monitoring plan item, conventionally "name (Integration)"."""
+    """The Integration item of the monitoring plan, by its plain name (`Cisco IOS`): the server
+    sets its type itself and shows it as `Cisco IOS (Integration)`; a name sent with that
+    suffix names another item, which Item filters do not find."""
 
     model_config = _FROZEN
 
@@ -204,6 +252,17 @@ _WHEN_TEXT: dict[datetime, str] = {}
 _FRACTIONS: dict[int, tuple[timedelta, str]] = {}  # microseconds -> (as a timedelta, as text: ".345000Z")
 
 
+# DetailList properties nwsyslog adds to every record it makes from syslog (not a rule's own).
+EXACT_TIME = "Exact time"  # the sub-second time when When is written in whole seconds
+SOURCE_KIND = "Source kind"  # the pack's item (Cisco IOS, Linux, Privileged Linux): the server overwrites DataSource
+ADDED_DETAILS = frozenset({EXACT_TIME, SOURCE_KIND})
+
+
+def whole_second(when: datetime) -> datetime:
+    """`when` without its fraction of a second."""
+    return when - timedelta(microseconds=when.microsecond) if when.microsecond else when
+
+
 @dataclass(frozen=True, slots=True)
 class RecordDefaults:
     """The record fields configuration supplies (DataSource, MonitoringPlan, Item,
@@ -214,6 +273,11 @@ class RecordDefaults:
     MonitoringPlan: MonitoringPlanRef | None = None
     Item: ItemRef | None = None
     IsArchiveOnly: bool | None = None
+    # Item names per rule pack (`records.items`), before `Item` and the pack's own item.
+    items: tuple[tuple[str, str], ...] = ()
+    # False (the default): When is written in whole seconds, as Netwrix documents it, and a
+    # sub-second time goes to the "Exact time" detail; True: When keeps the fraction.
+    fractional_when: bool = False
     plan_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
     item_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
 
@@ -225,6 +289,11 @@ class RecordDefaults:
             object.__setattr__(self, "plan_pairs", pairs)
         if self.Item is not None:
             object.__setattr__(self, "item_pairs", [("Name", self.Item.Name)])
+
+    def for_pack(self, pack: str, item: str | None) -> RecordDefaults:
+        """The defaults a rule of `pack` writes with: its Item is the one configured for the
+        pack, else the configured Item, else the pack's own `item` (None: no Item)."""
+        return _for_pack(self, pack, item)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RecordDefaults:
@@ -238,7 +307,33 @@ class RecordDefaults:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise ValueError(f"{where}: {error['msg']}") from None
-        return cls(checked.DataSource, checked.MonitoringPlan, checked.Item, checked.IsArchiveOnly)
+        items = tuple(sorted((pack, ref.Name) for pack, ref in checked.Items.items()))
+        return cls(
+            checked.DataSource,
+            checked.MonitoringPlan,
+            checked.Item,
+            checked.IsArchiveOnly,
+            items,
+            checked.FractionalWhen,
+        )
+
+
+@lru_cache(maxsize=4096)
+def _for_pack(defaults: RecordDefaults, pack: str, item: str | None) -> RecordDefaults:
+    name = dict(defaults.items).get(pack)
+    if name is None and defaults.Item is not None:
+        return defaults
+    ref = ItemRef(Name=name) if name is not None else (ItemRef(Name=item) if item else None)
+    if ref == defaults.Item:
+        return defaults
+    return RecordDefaults(
+        defaults.DataSource,
+        defaults.MonitoringPlan,
+        ref,
+        defaults.IsArchiveOnly,
+        defaults.items,
+        defaults.fractional_when,
+    )
 
 
 class _DefaultsModel(BaseModel):
@@ -248,6 +343,8 @@ class _DefaultsModel(BaseModel):
     MonitoringPlan: MonitoringPlanRef | None = None
     Item: ItemRef | None = None
     IsArchiveOnly: bool | None = None
+    Items: dict[str, ItemRef] = {}
+    FractionalWhen: bool = False
 
 
 _NO_DEFAULTS = RecordDefaults()

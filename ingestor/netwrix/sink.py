@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 import httpx
 from lxml import etree
 
-from ..errors import ConfigError, TlsPinError
-from .config import AuthConfig, NetwrixConfig
+from ..errors import TlsPinError
+from .auth import build_auth
+from .config import NetwrixConfig
 from .encoding import encoder_for
 from .records import ERROR_NAMESPACE
 from .retry import Outcome, classify
@@ -34,25 +35,6 @@ class SendResult:
     reason: str = ""
     retry_after: float | None = None
     elapsed: float = 0.0
-
-
-def build_auth(auth: AuthConfig) -> httpx.Auth | None:
-    """The httpx auth object for `auth`; NTLM needs the optional `ntlm` extra."""
-    password = auth.password.get_secret_value()
-    if auth.method == "none":
-        return None
-    if auth.method == "basic":
-        return httpx.BasicAuth(auth.username, password)
-    if auth.method == "digest":
-        return httpx.DigestAuth(auth.username, password)
-    try:
-        from httpx_ntlm import HttpNtlmAuth  # type: ignore[import-untyped]
-    except ImportError:
-        raise ConfigError(
-            "NTLM needs the optional extra: pip install 'nwsyslog[ntlm]'", key="netwrix.auth.method"
-        ) from None
-    ntlm: httpx.Auth = HttpNtlmAuth(auth.username, password)
-    return ntlm
 
 
 def error_list_text(body: bytes, content_type: str) -> str:
@@ -113,7 +95,8 @@ _HALT_ADVICE = {
     401: "the server refused the credentials: check netwrix.auth (user name, password, method); "
     "the account needs the Contributor role",
     403: "the account is not allowed to write: give it the Contributor role in Netwrix Auditor",
-    404: "no such endpoint: check netwrix.url and netwrix.write_path (/netwrix/api/v1/activity_records/ or .../write)",
+    404: "no such endpoint: check netwrix.url and netwrix.write_path "
+    "(/netwrix/api/v1/activity_records/, or the same without the last slash)",
     405: "the endpoint does not accept POST: check netwrix.write_path",
 }
 

@@ -20,15 +20,20 @@ from pydantic import ValidationError
 
 from ingestor.errors import RenderError, RuleError
 from ingestor.netwrix.records import (
+    EXACT_TIME,
+    SOURCE_KIND,
     Action,
     ActivityRecord,
     Detail,
     RecordCore,
     RecordDefaults,
+    cap_utf16,
     clean_xml_text,
     core_fields,
+    format_when,
     has_xml_illegal,
     trusted,
+    whole_second,
 )
 
 from ..regex_safety import UnsafeRegex, compile_safe
@@ -60,6 +65,7 @@ class Rule:
     drop: bool
     spec: RuleSpec
     data_source: str | None = None
+    item: str | None = None  # the pack's Integration Item name, unless the configuration names one
     fallback: bool = False
     source: str = ""  # "file:line", for messages
     both_keys: bool = False  # keyed on program and mnemonic: a bucket hit proves only one
@@ -225,6 +231,7 @@ class Match:
                 config = RecordDefaults.from_mapping(defaults)
             except ValueError as exc:
                 raise RenderError(rule.id, str(exc)) from None
+        config = config.for_pack(rule.pack, rule.item)
         fields = self.fields
         clean = self._clean_message()
         texts: dict[str, str] = {}
@@ -242,8 +249,8 @@ class Match:
                 raise RenderError(rule.id, f"{name} came out empty (template {template.source!r})")
             if not clean:
                 text = _clean(text)
-            if capped and len(text) > 255:
-                text = text[:255]
+            if capped and len(text) > 127:
+                text = cap_utf16(text)
             texts[name] = text
         action = rule.fixed_action
         if action is None:
@@ -254,7 +261,7 @@ class Match:
                 raise RenderError(rule.id, f"Action {text!r} is not a Netwrix action") from None
         if "Where" not in texts:
             where = self.message.host or "unknown"
-            texts["Where"] = (where if clean else _clean(where))[:255]
+            texts["Where"] = cap_utf16(where if clean else _clean(where))
         if "Workstation" not in texts:
             source = fields.get("source")
             if source:
@@ -277,7 +284,12 @@ class Match:
             if prop:
                 if not clean:
                     prop, before, after = _clean(prop), before and _clean(before), after and _clean(after)
-                details.append((prop[:255], before or None, after or None))
+                details.append((cap_utf16(prop), before or None, after or None))
+        if when.microsecond and not config.fractional_when:
+            details.append((EXACT_TIME, None, format_when(when)))
+            when = whole_second(when)
+        if rule.item is not None:
+            details.append((SOURCE_KIND, None, rule.item))
         return RecordCore(texts, action, when, data_source, config, details)
 
     def _clean_message(self) -> bool:
@@ -437,6 +449,7 @@ def compile_pack(doc: YamlDocument) -> list[Rule]:
                 programs=frozenset(spec.match.program), mnemonics=frozenset(spec.match.mnemonic),
                 facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
                 details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
+                item=pack.item if pack.item is not None else pack.data_source,
                 source=f"{doc.path}:{line}",
             )
         )  # fmt: skip

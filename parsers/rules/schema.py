@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ingestor.netwrix.records import Action
+from ingestor.netwrix.records import Action, check_item_name
 
 from ..syslog import MNEMONIC_PATTERN
 
@@ -167,4 +167,12 @@ class PackSpec(BaseModel):
     description: str = ""
     # DataSource for this pack's records unless the configuration names one.
     data_source: str | None = Field(default=None, min_length=1, max_length=255)
+    # The Integration Item for this pack's records, a plain name (the server adds its type):
+    # default the data_source. The configuration's records.items / records.item override it.
+    item: str | None = Field(default=None, min_length=1, max_length=255)
     rules: tuple[RuleSpec, ...] = Field(min_length=1)
+
+    @field_validator("item")
+    @classmethod
+    def _plain_item(cls, value: str | None) -> str | None:
+        return check_item_name(value)

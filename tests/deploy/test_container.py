@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -101,15 +102,24 @@ def test_the_default_configuration_runs_the_demo(tmp_path: Path) -> None:
                 pass
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{metrics}/healthz").status_code == 200
-        line = b"<86>Mar  4 10:00:01 app01 sudo:  alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls"
+        lines = [
+            b"<86>Mar  4 10:00:01 app01 sudo:  alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+            b"<189>12: core-sw1: *Mar  4 10:00:02.345: %SYS-5-CONFIG_I: Configured from console by bob on vty0",
+        ]
         with socket.create_connection(("127.0.0.1", syslog)) as tcp:
-            tcp.sendall(line + b"\n")
+            tcp.sendall(b"".join(line + b"\n" for line in lines))
         enum = f"http://127.0.0.1:{api}/netwrix/api/v1/activity_records/enum?format=json"
-        records: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not records:
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(records) < 2:
             records = httpx.get(enum).json()["ActivityRecordList"]
             time.sleep(0.2)
-        assert [r["Who"] for r in records] == ["alice"]
+        # As a real Netwrix server keeps what the default configuration writes: When in whole
+        # seconds, a plain Item naming the source kind (shown with its type), DataSource set
+        # by the server.
+        assert [r["Who"] for r in records] == ["alice", "bob"]
+        assert [r["When"][-10:] for r in records] == ["T10:00:01Z", "T10:00:02Z"]
+        assert [r["Item"]["Name"] for r in records] == ["Privileged Linux (Integration)", "Cisco IOS (Integration)"]
+        assert {r["DataSource"] for r in records} == {"Netwrix API"}
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -79,9 +79,9 @@ def test_auth_objects():
     assert isinstance(build_auth(AuthConfig(method="digest", username="u", password="p")), httpx.DigestAuth)
 
 
-def test_ntlm_without_the_extra_is_a_config_error_naming_the_fix(monkeypatch):
+def test_ntlm_in_a_broken_install_is_a_config_error_naming_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "httpx_ntlm", None)  # makes the import fail
-    with pytest.raises(ConfigError, match=r"nwsyslog\[ntlm\]"):
+    with pytest.raises(ConfigError, match=r"pip install httpx-ntlm"):
         build_auth(AuthConfig(method="ntlm", username="DOMAIN\\u", password="p"))
 
 

@@ -212,9 +212,11 @@ def test_details_carry_before_and_after_under_a_templated_name():
     record = rules.match(
         message("Jan  1 00:00:00 h usermod[1]: change user 'a' shell from '/bin/sh' to '/bin/zsh'")
     ).render()
-    (detail,) = record.DetailList
+    detail, kind = record.DetailList
     assert (detail.PropertyName, detail.Before, detail.After) == ("shell", "/bin/sh", "/bin/zsh")
-    assert record.DataSource == "Pack source"
+    # The pack's kind, also in a detail: the server overwrites DataSource with "Netwrix API".
+    assert (kind.PropertyName, kind.After) == ("Source kind", "Pack source")
+    assert record.DataSource == "Pack source" and record.Item is not None and record.Item.Name == "Pack source"
     assert (
         rules.match(message("Jan  1 00:00:00 h usermod[1]: change user 'a' shell from '/bin/sh' to '/bin/zsh'"))
         .render({"DataSource": "Configured"})
