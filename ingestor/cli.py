@@ -198,6 +198,9 @@ def _fail(error: Exception | str, code: int | None = None) -> NoReturn:
     "--rules", "rule_paths", multiple=True, type=click.Path(path_type=Path), help="A user rule file or folder."
 )
 @click.option("--no-builtin", is_flag=True, help="Leave out the built-in packs.")
+@click.option(
+    "--enable", "enable", multiple=True, metavar="PACK", help="An optional pack to load (cisco_ios_security)."
+)
 @click.option("--source", default="", help="The sender address to attribute (Workstation when a rule sets none).")
 @click.option("--timezone", default="UTC", show_default=True, help="Zone of timestamps that carry none.")
 @click.option("--received-at", default=None, help="ISO time the lines count as received (default: now).")
@@ -210,6 +213,7 @@ def parse(
     fmt: str,
     rule_paths: tuple[Path, ...],
     no_builtin: bool,
+    enable: tuple[str, ...],
     source: str,
     timezone: str,
     received_at: str | None,
@@ -234,7 +238,7 @@ def parse(
     if explain and fmt == "xml":
         raise click.UsageError("--explain prints JSON; leave out --format xml")
     try:
-        ruleset = load_ruleset(rule_paths, builtin=not no_builtin)
+        ruleset = load_ruleset(rule_paths, builtin=not no_builtin, enable=enable)
         when = datetime.now(UTC)
         if received_at is not None:
             try:

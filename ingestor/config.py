@@ -172,6 +172,9 @@ class RulesConfig(BaseModel):
 
     builtin: bool = True
     paths: tuple[Path, ...] = ()
+    # Optional packs to load (off by default): cisco_ios_security (ACL hits, IPS signatures,
+    # zone-firewall session starts, SSH server state: network telemetry, not user activity).
+    enable: tuple[str, ...] = ()
 
 
 class SpoolConfig(BaseModel):

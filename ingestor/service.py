@@ -95,7 +95,7 @@ def spool_options(config: ServiceConfig) -> SpoolOptions:
 
 def load_rules(config: ServiceConfig) -> RuleSet:
     """The configured rule set; raises RuleError (a ConfigError) naming file, line and rule."""
-    return load_ruleset(list(config.rules.paths), builtin=config.rules.builtin)
+    return load_ruleset(list(config.rules.paths), builtin=config.rules.builtin, enable=config.rules.enable)
 
 
 class Service:

@@ -66,6 +66,7 @@ class Rule:
     spec: RuleSpec
     data_source: str | None = None
     item: str | None = None  # the pack's Integration Item name, unless the configuration names one
+    optional: bool = False  # the pack is off unless the configuration enables it
     fallback: bool = False
     source: str = ""  # "file:line", for messages
     both_keys: bool = False  # keyed on program and mnemonic: a bucket hit proves only one
@@ -449,7 +450,7 @@ def compile_pack(doc: YamlDocument) -> list[Rule]:
                 programs=frozenset(spec.match.program), mnemonics=frozenset(spec.match.mnemonic),
                 facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
                 details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
-                item=pack.item if pack.item is not None else pack.data_source,
+                item=pack.item if pack.item is not None else pack.data_source, optional=not pack.enabled,
                 source=f"{doc.path}:{line}",
             )
         )  # fmt: skip

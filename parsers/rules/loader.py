@@ -8,13 +8,13 @@ earlier one with the same id, so a user folder overrides a built-in rule by reus
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ingestor.errors import RuleError
+from ingestor.errors import ConfigError, RuleError
 
 from ..yamlfile import load_yaml
 from .engine import Rule, RuleSet, build_ruleset, compile_pack
@@ -98,9 +98,27 @@ def load_packs(paths: Iterable[Path]) -> list[LoadedPack]:
     return packs
 
 
-def load_ruleset(user_paths: Sequence[Path] = (), *, builtin: bool = True) -> RuleSet:
-    """The RuleSet of the built-in packs (unless `builtin=False`) followed by `user_paths`."""
+def load_ruleset(user_paths: Sequence[Path] = (), *, builtin: bool = True, enable: Collection[str] = ()) -> RuleSet:
+    """The RuleSet of the built-in packs (unless `builtin=False`) followed by `user_paths`;
+    optional packs (`enabled: false`) only when `enable` names them."""
     roots = [builtin_dir(), *user_paths] if builtin else list(user_paths)
     if not roots:
         raise RuleError("no rule files given")
-    return build_ruleset(pack.rules for pack in load_packs(roots))
+    packs = load_packs(roots)
+    return build_ruleset(enabled_rules(packs, enable))
+
+
+def enabled_rules(packs: Iterable[LoadedPack], enable: Collection[str] = ()) -> Iterator[list[Rule]]:
+    """Each pack's rules, optional packs only when `enable` names them; a name in `enable` that
+    no pack has is a ConfigError naming the packs there are."""
+    packs = list(packs)
+    names = {rule.pack for pack in packs for rule in pack.rules}
+    unknown = sorted(set(enable) - names)
+    if unknown:
+        optional = sorted({r.pack for p in packs for r in p.rules if r.optional})
+        raise ConfigError(
+            f"no rule pack named {', '.join(map(repr, unknown))} (optional packs: {', '.join(optional) or 'none'})",
+            key="rules.enable",
+        )
+    for pack in packs:
+        yield [rule for rule in pack.rules if not rule.optional or rule.pack in enable]

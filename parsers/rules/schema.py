@@ -170,6 +170,9 @@ class PackSpec(BaseModel):
     # The Integration Item for this pack's records, a plain name (the server adds its type):
     # default the data_source. The configuration's records.items / records.item override it.
     item: str | None = Field(default=None, min_length=1, max_length=255)
+    # false: an optional pack, loaded only when the configuration's `rules.enable` names it
+    # (network telemetry such as ACL hits and IPS signatures, which are not user activity).
+    enabled: bool = True
     rules: tuple[RuleSpec, ...] = Field(min_length=1)
 
     @field_validator("item")

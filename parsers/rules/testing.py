@@ -28,7 +28,7 @@ from ingestor.netwrix.records import ActivityRecord
 from ..syslog import parse_syslog, zone_for
 from ..yamlfile import load_yaml
 from .engine import Rule, RuleSet, build_ruleset
-from .loader import LoadedPack, builtin_dir, load_packs
+from .loader import LoadedPack, builtin_dir, enabled_rules, load_packs
 
 # Examples and golden logs are read as if received at this moment, so a line without a year
 # always gets the same one and expected files never change with the calendar.
@@ -257,14 +257,23 @@ def run_rule_tests(paths: Sequence[Path] = (), *, builtin: bool = True, generate
     targets = list(paths) or [builtin_dir()]
     tested = load_packs(targets)
     base = load_packs([builtin_dir()]) if builtin and paths else []
-    ruleset = build_ruleset(p.rules for p in [*base, *tested])
+    everything = [*base, *tested]
+    # Each pack is tested in the RuleSet it runs in: the packs on by default, and itself when
+    # it is an optional one (its examples need it; the others' must not see it).
+    rulesets: dict[frozenset[str], RuleSet] = {}
+
+    def ruleset_for(enable: frozenset[str]) -> RuleSet:
+        if enable not in rulesets:
+            rulesets[enable] = build_ruleset(enabled_rules(everything, enable))
+        return rulesets[enable]
+
     report = Report()
-    folders: list[Path] = []
+    folders: dict[Path, set[str]] = {}
     for pack in tested:
-        check_examples(pack, ruleset, report)
-        if pack.folder not in folders:
-            folders.append(pack.folder)
-    for folder in folders:
+        optional = frozenset(r.pack for r in pack.rules if r.optional)
+        check_examples(pack, ruleset_for(optional), report)
+        folders.setdefault(pack.folder, set()).update(optional)
+    for folder, optional_packs in folders.items():
         for log in golden_files(folder):
-            check_golden(log, ruleset, report, generate=generate)
+            check_golden(log, ruleset_for(frozenset(optional_packs)), report, generate=generate)
     return report

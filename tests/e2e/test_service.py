@@ -138,7 +138,9 @@ def test_udp_and_tcp_syslog_arrive_as_records(tmp_path: Path, emulator: Emulator
         wait_for(lambda: len(enum_all(emulator.url)) >= expected, 60, f"{expected} records")
         records = enum_all(emulator.url)
         assert len(records) == expected
-        assert all(r["MonitoringPlan"] == {"Name": "Syslog"} and r["Item"] == {"Name": "e2e"} for r in records)
+        assert all(
+            r["MonitoringPlan"] == {"Name": "Syslog"} and r["Item"] == {"Name": "e2e (Integration)"} for r in records
+        )
         assert {r["ObjectType"] for r in records} >= {"sudo", "Configuration", "Logon"} or records
     finally:
         code, err = service.stop()

@@ -64,7 +64,6 @@ IOS_EVENTS = [
     ("IKEv2-ERROR:(SESSION ID = 1,SA ID = 1):: Auth exchange failed", "Failed Logon", "Authentication"),
     ("%IKEV2-5-SA_UP: SA UP", "Successful Logon", "Session"),
     ("%IKEV2-5-SA_DOWN: SA DOWN", "Logoff", "Session"),
-    ("%FW-6-SESS_AUDIT_TRAIL: Start tcp session: initiator (10.0.0.1:1000) -- responder (10.0.0.2:22)", "Successful Logon", "Session"),
     ("%FW-6-SESS_AUDIT_TRAIL: Stop tcp session: initiator (10.0.0.1:1000) sent 1 bytes -- responder (10.0.0.2:22) sent 2 bytes", "Logoff", "Session"),
     ("%LINK-3-UPDOWN: Interface Gi0/1, changed state to down", "Modified", "Device state"),
     ("%LINK-5-CHANGED: Interface Gi0/1, changed state to administratively down", "Modified", "Device state"),
@@ -89,6 +88,15 @@ def test_every_ios_event_of_the_netwrix_table_is_covered(text: str, action: str,
     assert (record["Action"], record["ObjectType"], record["Where"], record["DataSource"]) == (
         action, object_type, "rtr9", "Cisco IOS",
     )  # fmt: skip
+
+
+def test_a_firewall_session_start_is_no_logon_unless_the_security_pack_is_on() -> None:
+    """Netwrix maps SESS_AUDIT_TRAIL to Session/Logoff only: a session start is a connection,
+    not a person logging on (its Who is an address and port)."""
+    line = "<190>1: rtr9: *Mar  1 00:00:01.000 UTC: %FW-6-SESS_AUDIT_TRAIL: Start tcp session: initiator (10.0.0.1:1000) -- responder (10.0.0.2:22)"
+    assert "record" not in explain(builtin_rules(), line, 1, ExplainOptions())
+    enabled = explain(load_ruleset(enable=["cisco_ios_security"]), line, 1, ExplainOptions())
+    assert enabled["rule"] == "cisco.fw.session_start"
 
 
 def _user_pack(tmp_path: Path, body: str, name: str = "site.yaml") -> Path:
