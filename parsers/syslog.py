@@ -194,6 +194,7 @@ _INNER_PRI = re.compile(
 )
 _FACILITY_LEVEL = re.compile(_FAC_WORD + r"[|.]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE)
 _ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+\]?")
+_FORWARDED = re.compile(r"Message forwarded from ([^\s:]+): ")
 # sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]..."
 _SUDO_LOG = re.compile(
     r"(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})(?: (?P<y>\d{4}))? : (?P<user>[^\s:]+) : "
@@ -552,6 +553,12 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             continue
         if pos >= n or line[pos] == "%":
             break
+        if line.startswith("Message forwarded from ", pos) and (m := _FORWARDED.match(line, pos)) is not None:
+            # AIX syslogd relaying a host's message: "Message forwarded from HOST: prog[pid]: ..."
+            msg.hostname = m.group(1)
+            host_seen = True
+            pos = m.end()
+            continue
         m = _WORD.match(line, pos)
         if m is None:
             break

@@ -463,6 +463,10 @@ SENDER_SHAPES = [
     ),
     ("su[2921936]: (to root) alice on pts/0", {"hostname": None, "program": "su", "pid": "2921936", "timestamp": None}),
     (
+        "<38>Sep 22 10:11:56 Message forwarded from cdaix66: sshd[679960]: Accepted publickey for nagios from 1.9.1.1",
+        {"hostname": "cdaix66", "program": "sshd", "pid": "679960"},
+    ),  # AIX syslogd relaying (fail2ban's tests/files/logs/sshd)
+    (
         "login: 2 LOGIN FAILURES ON ttyv1, admin",
         {"hostname": None, "program": "login", "text": "2 LOGIN FAILURES ON ttyv1, admin"},
     ),
