@@ -194,6 +194,7 @@ _INNER_PRI = re.compile(
 )
 _FACILITY_LEVEL = re.compile(_FAC_WORD + r"[|.]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE)
 _ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+\]?")
+_BRACKET_TAG = re.compile(r"\[(?P<prog>[A-Za-z][\w.\-]{0,63})\]:?(?=\s)")
 _FORWARDED = re.compile(r"Message forwarded from ([^\s:]+): ")
 # sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]..."
 _SUDO_LOG = re.compile(
@@ -593,6 +594,11 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
         if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
+            rest = rest[tag.end() :].lstrip(" ")
+        elif tag is None and not cisco_style and rest.startswith("[") and (tag := _BRACKET_TAG.match(rest)) is not None:
+            # "[sshd]: ..." / "[sshd] ...": the program in brackets, as some syslogds and
+            # daemons write it (fail2ban's catalogue of header prefixes has both).
+            msg.program = tag.group("prog")
             rest = rest[tag.end() :].lstrip(" ")
     msg.text = rest
     _split_mnemonic(msg, rest)

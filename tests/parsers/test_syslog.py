@@ -467,6 +467,11 @@ SENDER_SHAPES = [
         {"hostname": "cdaix66", "program": "sshd", "pid": "679960"},
     ),  # AIX syslogd relaying (fail2ban's tests/files/logs/sshd)
     (
+        "Mar  3 00:17:22 [sshd]: User root from 192.0.2.49 not allowed",
+        {"program": "sshd", "text": "User root from 192.0.2.49 not allowed"},
+    ),
+    ("Jun 25 23:53:34 [sshd] User root from 1.2.3.4 not allowed", {"program": "sshd", "hostname": None}),
+    (
         "login: 2 LOGIN FAILURES ON ttyv1, admin",
         {"hostname": None, "program": "login", "text": "2 LOGIN FAILURES ON ttyv1, admin"},
     ),
