@@ -113,23 +113,27 @@ _TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?"
 # Outside a Cisco-style header an unknown word before ":" is a program tag ("hh:mm:ss su: ..."):
 # the scanner reads such a stamp again with `_BSD_TS_NO_WORD_ZONE`.
 _ZONE_NAMES = "|".join(sorted(_TZ_HOURS, key=len, reverse=True))
-_ZONE = (
-    r"(?:\s+(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
-    r"|[+-]\d{2}:?\d{2}(?=[\s:])|[a-z]{2,6}(?=:)))?"
-)
-_BSD_TS = re.compile(
-    r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
-    + _MON
-    + r"\s+(?P<d>\d{1,2})(?:\s+(?P<y2>\d{4}))?\s+"
-    + _TIME
-    + _ZONE
-    + r"(?P<colon>:)?(?=\s|$)",
-    re.IGNORECASE,
-)
-_BSD_TS_NO_WORD_ZONE = re.compile(
-    _BSD_TS.pattern.replace(r"|[a-z]{2,6}(?=:)", ""),
-    re.IGNORECASE,
-)
+
+
+def _bsd_stamp(word_zone: bool) -> re.Pattern[str]:
+    """The BSD timestamp, with (or without) any short word before ":" taken as its zone."""
+    zone = (
+        r"(?:\s+(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
+        r"|[+-]\d{2}:?\d{2}(?=[\s:])" + (r"|[a-z]{2,6}(?=:)" if word_zone else "") + r"))?"
+    )
+    return re.compile(
+        r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
+        + _MON
+        + r"\s+(?P<d>\d{1,2})(?:\s+(?P<y2>\d{4}))?\s+"
+        + _TIME
+        + zone
+        + r"(?P<colon>:)?(?=\s|$)",
+        re.IGNORECASE,
+    )
+
+
+_BSD_TS = _bsd_stamp(word_zone=True)
+_BSD_TS_NO_WORD_ZONE = _bsd_stamp(word_zone=False)
 _ISO_TS = re.compile(
     r"(?P<mark>[*.])?(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T ](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
     r"(?:[.,](?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d{2}:?\d{2})?(?P<colon>:)?(?=\s|$)",
@@ -198,7 +202,8 @@ _BRACKET_TAG = re.compile(r"\[(?P<prog>[A-Za-z][\w.\-]{0,63})\]:?(?=\s)")
 _FORWARDED = re.compile(r"Message forwarded from ([^\s:]+): ")
 # sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]..."
 _SUDO_LOG = re.compile(
-    r"(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})(?: (?P<y>\d{4}))? : (?P<user>[^\s:]+) : "
+    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<d>\d{1,2}) (?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})(?: (?P<y>\d{4}))?"
+    r" : (?P<user>[^\s:]+) : "
     r"(?:HOST=(?P<host>[^\s:;]+) : )?"
 )
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
@@ -493,10 +498,7 @@ def _sudo_log_line(m: re.Match[str], msg: Message, tz: tzinfo) -> bool:
     """sudo's own log file (`logfile=` in sudoers): "Aug 31 08:11:00 2017 : alice : HOST=web1 :
     TTY=pts/1 ; ...". The program is sudo, the host is HOST= when logged, and the text reads as
     sudo's syslog message does ("alice : TTY=pts/1 ; ..."), so the same rules map both."""
-    stamp = _BSD_TS.match(m["stamp"])
-    if stamp is None:
-        return False
-    when = _bsd_time(msg, tz, stamp["mon"], stamp["d"], stamp["h"], stamp["mi"], stamp["s"], None, m["y"])
+    when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], None, m["y"])
     if when is None:
         return False
     msg.timestamp = when
@@ -644,8 +646,7 @@ def _more_header(line: str, pos: int) -> bool:
 
 def _header_follows(line: str, pos: int) -> bool:
     """After a `word:`, does more header come (sequence, timestamp, uptime, Cisco tag)?"""
-    while pos < len(line) and line[pos] == " ":
-        pos += 1
+    pos = _skip_spaces(line, pos)
     return bool(
         _SEQ.match(line, pos)
         or _TASK.match(line, pos)
@@ -659,19 +660,19 @@ def _header_follows(line: str, pos: int) -> bool:
 
 def _looks_like_host_then_tag(line: str, pos: int) -> bool:
     """After a bare word, a hostname is followed by a program tag, a Cisco tag or more header."""
-    while pos < len(line) and line[pos] == " ":
-        pos += 1
+    pos = _skip_spaces(line, pos)
     if _header_follows(line, pos):
         return True
     word = _WORD.match(line, pos)
     # "host prog[1]: ...", "host -- MARK --", Cisco FTD's "host : %FTD-6-...", and the priority
     # as words before the tag ("host auth|info prog[1]: ...").
-    if word is not None and _FACILITY_LEVEL.match(line, pos) is not None:
-        word = _WORD.match(line, _FACILITY_LEVEL.match(line, pos).end())  # type: ignore[union-attr]
+    if word is not None and (priority := _FACILITY_LEVEL.match(line, pos)) is not None:
+        word = _WORD.match(line, priority.end())
     return word is not None and (_TAG.fullmatch(word.group(1)) is not None or word.group(1) in ("--", ":"))
 
 
 def _skip_spaces(line: str, pos: int) -> int:
+    """The position of the first non-space at or after `pos`."""
     while pos < len(line) and line[pos] == " ":
         pos += 1
     return pos
@@ -679,7 +680,7 @@ def _skip_spaces(line: str, pos: int) -> int:
 
 def _is_address(host: str | None) -> bool:
     """An IPv4 or IPv6 literal: what a relay writes as the host of a sender that named none."""
-    return bool(host) and _ADDRESS.fullmatch(host or "") is not None
+    return host is not None and _ADDRESS.fullmatch(host) is not None
 
 
 def _set_facility_level(msg: Message, fac: str | None, level: str | None) -> None:
