@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import cache, lru_cache
+from functools import cache
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -99,9 +99,15 @@ def utf16_length(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
+def over_utf16(text: str, limit: int = NVARCHAR_LIMIT) -> bool:
+    """Whether `text` has more than `limit` UTF-16 code units (a text of at most half as many
+    characters cannot, so most are answered without counting)."""
+    return len(text) > limit // 2 and utf16_length(text) > limit
+
+
 def cap_utf16(text: str, limit: int = NVARCHAR_LIMIT) -> str:
     """`text` cut to at most `limit` UTF-16 code units, never inside a character."""
-    if len(text) <= limit // 2 or utf16_length(text) <= limit:
+    if not over_utf16(text, limit):
         return text
     units = 0
     for index, ch in enumerate(text):
@@ -127,7 +133,7 @@ def check_item_name(name: str | None) -> str | None:
 
 
 def _check_nvarchar(text: str) -> str:
-    if len(text) > NVARCHAR_LIMIT // 2 and utf16_length(text) > NVARCHAR_LIMIT:
+    if over_utf16(text):
         raise ValueError(
             f"at most {NVARCHAR_LIMIT} UTF-16 code units (nvarchar({NVARCHAR_LIMIT})), got {utf16_length(text)}"
         )
@@ -255,7 +261,6 @@ _FRACTIONS: dict[int, tuple[timedelta, str]] = {}  # microseconds -> (as a timed
 # DetailList properties nwsyslog adds to every record it makes from syslog (not a rule's own).
 EXACT_TIME = "Exact time"  # the sub-second time when When is written in whole seconds
 SOURCE_KIND = "Source kind"  # the pack's item (Cisco IOS, Linux, Privileged Linux): the server overwrites DataSource
-ADDED_DETAILS = frozenset({EXACT_TIME, SOURCE_KIND})
 
 
 def whole_second(when: datetime) -> datetime:
@@ -280,6 +285,11 @@ class RecordDefaults:
     fractional_when: bool = False
     plan_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
     item_pairs: list[tuple[str, str]] | None = field(default=None, init=False, compare=False)
+    # for_pack's answers by (pack, item): the reference path asks per record, and a lookup here
+    # costs less than hashing the whole instance for a cache keyed on it.
+    _by_pack: dict[tuple[str, str | None], RecordDefaults] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.MonitoringPlan is not None:
@@ -293,7 +303,10 @@ class RecordDefaults:
     def for_pack(self, pack: str, item: str | None) -> RecordDefaults:
         """The defaults a rule of `pack` writes with: its Item is the one configured for the
         pack, else the configured Item, else the pack's own `item` (None: no Item)."""
-        return _for_pack(self, pack, item)
+        found = self._by_pack.get((pack, item))
+        if found is None:
+            found = self._by_pack[pack, item] = _for_pack(self, pack, item)
+        return found
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RecordDefaults:
@@ -318,7 +331,6 @@ class RecordDefaults:
         )
 
 
-@lru_cache(maxsize=4096)
 def _for_pack(defaults: RecordDefaults, pack: str, item: str | None) -> RecordDefaults:
     name = dict(defaults.items).get(pack)
     if name is None and defaults.Item is not None:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ingestor.errors import RenderError, RuleError
 from ingestor.netwrix.records import (
     EXACT_TIME,
+    NVARCHAR_LIMIT,
     SOURCE_KIND,
     Action,
     ActivityRecord,
@@ -250,7 +251,7 @@ class Match:
                 raise RenderError(rule.id, f"{name} came out empty (template {template.source!r})")
             if not clean:
                 text = _clean(text)
-            if capped and len(text) > 127:
+            if capped and len(text) > NVARCHAR_LIMIT // 2:  # (cap_utf16's own test, without the call)
                 text = cap_utf16(text)
             texts[name] = text
         action = rule.fixed_action
