@@ -35,15 +35,20 @@ def run(*args: str | Path, cwd: Path, **kwargs: object) -> subprocess.CompletedP
     )  # type: ignore[call-overload]
 
 
+def checkout_files() -> list[tuple[str, str]]:
+    """(folder, path inside it) of every module, rule pack, golden log, schema and sample of
+    the checkout's packaged folders."""
+    return [
+        (folder, path.relative_to(ROOT / folder).as_posix())
+        for folder in WHEEL_PLACES
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    ]
+
+
 def shipped_files() -> list[str]:
-    """What the wheel must hold: every module, rule pack, golden log, schema and sample of the
-    checkout, at its place in the wheel."""
-    wanted = []
-    for folder, place in WHEEL_PLACES.items():
-        for path in sorted((ROOT / folder).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                wanted.append(f"{place}/{path.relative_to(ROOT / folder).as_posix()}")
-    return wanted
+    """What the wheel must hold: every checkout file at its place in the wheel."""
+    return [f"{WHEEL_PLACES[folder]}/{inner}" for folder, inner in checkout_files()]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +88,7 @@ def test_the_wheel_holds_every_module_pack_golden_log_schema_and_sample(built: t
 def test_the_sdist_holds_the_same_sources_and_data(built: tuple[Path, Path]) -> None:
     with tarfile.open(built[1]) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    wanted = [
-        f"{folder}/{path.relative_to(ROOT / folder).as_posix()}"
-        for folder in WHEEL_PLACES
-        for path in sorted((ROOT / folder).rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    ]
+    wanted = [f"{folder}/{inner}" for folder, inner in checkout_files()]  # the sdist keeps the checkout's layout
     assert [name for name in wanted if name not in names] == []
     assert {"pyproject.toml", "README.md", "LICENSE"} <= names
 

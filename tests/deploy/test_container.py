@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from click.testing import CliRunner
 
 from ingestor.cli import main
 from ingestor.config import parse_host_port, parse_listener_url
+from tests.e2e.test_service import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
@@ -93,14 +93,14 @@ def test_the_default_configuration_runs_the_demo(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             try:
-                if httpx.get(f"http://127.0.0.1:{metrics}/readyz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{metrics}/readyz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+                return False
+
+        wait_for(ready, 30, "/readyz")
         assert httpx.get(f"http://127.0.0.1:{metrics}/healthz").status_code == 200
         lines = [
             b"<86>Mar  4 10:00:01 app01 sudo:  alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
@@ -109,10 +109,8 @@ def test_the_default_configuration_runs_the_demo(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", syslog)) as tcp:
             tcp.sendall(b"".join(line + b"\n" for line in lines))
         enum = f"http://127.0.0.1:{api}/netwrix/api/v1/activity_records/enum?format=json"
-        records: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and len(records) < 2:
-            records = httpx.get(enum).json()["ActivityRecordList"]
-            time.sleep(0.2)
+        wait_for(lambda: len(httpx.get(enum).json()["ActivityRecordList"]) >= 2, 30, "two records at the emulator")
+        records: list[dict[str, Any]] = httpx.get(enum).json()["ActivityRecordList"]
         # As a real Netwrix server keeps what the default configuration writes: When in whole
         # seconds, a plain Item naming the source kind (shown with its type), DataSource set
         # by the server.

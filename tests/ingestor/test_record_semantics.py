@@ -5,15 +5,13 @@ reference JSON path) give the same."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from lxml import etree
 from pydantic import ValidationError
 
 from ingestor.config import RecordFieldsConfig, SourceConfig, load_service_config
+from ingestor.emulator.wire import records_of
 from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
-from ingestor.netwrix.records import NAMESPACE, ActivityRecord, cap_utf16, utf16_length
+from ingestor.netwrix.records import ActivityRecord, cap_utf16, utf16_length
 from ingestor.pipeline import Pipeline
 from parsers.rules.loader import load_ruleset
 from tests.conftest import BASE_TIME
@@ -25,33 +23,15 @@ RECEIVED = 1_772_618_400.0  # 2026-03-04T10:00:00Z
 
 
 def records(lines: list[bytes], peer: str = "192.0.2.1", **options: object) -> list[dict[str, object]]:
-    """What the pipeline makes of `lines`, as JSON records, through both encoders (equal)."""
+    """What the pipeline makes of `lines`, read back from a write body of each encoder (equal)."""
     out = []
-    for encoder in (XmlEncoder(), JsonEncoder()):
+    for encoder, fmt in ((XmlEncoder(), "xml"), (JsonEncoder(), "json")):
         pipeline = Pipeline(load_ruleset(), encoder, **options)  # type: ignore[arg-type]
         for line in lines:
             pipeline.handle(line, peer, RECEIVED)
-        fragments = pipeline.take()
-        if isinstance(encoder, JsonEncoder):
-            out.append([json.loads(f) for f in fragments])
-        else:
-            out.append([_xml_record(f) for f in fragments])
+        out.append(list(records_of(fmt, encoder.join(pipeline.take()))))
     assert out[0] == out[1]
     return out[1]
-
-
-def _xml_record(fragment: bytes) -> dict[str, object]:
-    root = etree.fromstring(fragment.replace(b"<ActivityRecord>", f'<ActivityRecord xmlns="{NAMESPACE}">'.encode(), 1))
-    record: dict[str, object] = {}
-    for child in root:
-        name = etree.QName(child).localname
-        if name == "DetailList":
-            record[name] = [{etree.QName(d).localname: d.text for d in detail} for detail in child]
-        elif len(child):
-            record[name] = {etree.QName(d).localname: d.text for d in child}
-        else:
-            record[name] = child.text
-    return record
 
 
 def details(record: dict[str, object]) -> dict[str, str]:
