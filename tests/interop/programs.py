@@ -24,7 +24,6 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nwsy
 RSYSLOG_PACKAGES = ["rsyslog", "rsyslog-gnutls", "rsyslog-openssl"]
 # rsyslogd's libraries that a machine without rsyslog usually lacks (the rest are everywhere).
 RSYSLOG_LIBRARIES = ["libestr0", "libfastjson4", "liblognorm5"]
-ARCH_LIBDIR = "usr/lib/x86_64-linux-gnu"
 
 
 class ProgramMissing(AssertionError):
@@ -40,8 +39,8 @@ def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedPro
 
 
 def _libdir() -> str:
-    machine = os.uname().machine
-    return {"x86_64": "usr/lib/x86_64-linux-gnu", "aarch64": "usr/lib/aarch64-linux-gnu"}.get(machine, ARCH_LIBDIR)
+    """Debian's multiarch library folder (usr/lib/x86_64-linux-gnu, usr/lib/aarch64-linux-gnu)."""
+    return f"usr/lib/{os.uname().machine}-linux-gnu"
 
 
 class Rsyslog:
