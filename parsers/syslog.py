@@ -196,7 +196,14 @@ _LEVEL_WORD = r"(?P<level>" + "|".join(sorted(_SEVERITY_NUMBER, key=len, reverse
 _INNER_PRI = re.compile(
     r"<(?:(?P<pri>\d{1,3})|(?P<fac>\d{1,2}|[a-z][a-z0-9-]*)\.(?P<level>\d|[a-z]+))>(?=\S|\s)", re.IGNORECASE
 )
-_FACILITY_LEVEL = re.compile(_FAC_WORD + r"[|.]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE)
+# AIX writes every facility of the selector: "auth|security:info".
+_FACILITY_LEVEL = re.compile(
+    _FAC_WORD + r"(?:\|" + _FAC_WORD.replace("?P<fac>", "?:") + r")?[|.:]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE
+)
+# Solaris syslogd's message id before the text: "sshd[20247]: [ID 800047 auth.notice] Failed ...".
+_SOLARIS_MSGID = re.compile(r"\[ID \d+ (?P<fac>[a-z0-9]+)\.(?P<level>[a-z]+)\] ?", re.IGNORECASE)
+# "prog[pid] text" with no colon (ProFTPD's and some daemons' own log files).
+_BARE_PID_TAG = re.compile(r"(?P<prog>[A-Za-z][\w.\-/]{0,63})\[(?P<pid>\d{1,10})\]")
 _ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+\]?")
 _BRACKET_TAG = re.compile(r"\[(?P<prog>[A-Za-z][\w.\-]{0,63})\]:?(?=\s)")
 _FORWARDED = re.compile(r"Message forwarded from ([^\s:]+): ")
@@ -472,6 +479,8 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
                 text = line[end:]
                 if text[:1] == " ":  # more spaces after the tag's one ("sudo:    alice : ...")
                     text = text.lstrip(" ")
+                elif text[:1] == "[" and text.startswith("[ID "):
+                    text = _strip_msgid(msg, text)
                 msg.text = text
                 if "%" in text:
                     _split_mnemonic(msg, text)
@@ -485,7 +494,10 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             msg.hostname = m["host"]
             msg.program = m["prog"]
             msg.pid = m["pid"]
-            text = msg.text = line[m.end() :].lstrip(" ")
+            text = line[m.end() :].lstrip(" ")
+            if text.startswith("[ID "):
+                text = _strip_msgid(msg, text)
+            msg.text = text
             if "%" in text:
                 _split_mnemonic(msg, text)
             return
@@ -592,11 +604,17 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
     rest = line[pos:]
     if not rest.startswith("%"):
         tag = _TAG.match(rest)
+        if tag is None and not cisco_style and "[" in rest[:66]:
+            tag = _BARE_PID_TAG.match(rest)
+            if tag is not None and not rest.startswith(" ", tag.end()):
+                tag = None
         # After a Cisco-style header only "name[pid]:" is a program (IOS-XR's "snmpd[1002]:").
         if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
             rest = rest[tag.end() :].lstrip(" ")
+            if rest.startswith("[ID "):
+                rest = _strip_msgid(msg, rest)
         elif tag is None and not cisco_style and rest.startswith("[") and (tag := _BRACKET_TAG.match(rest)) is not None:
             # "[sshd]: ..." / "[sshd] ...": the program in brackets, as some syslogds and
             # daemons write it (fail2ban's catalogue of header prefixes has both).
@@ -668,7 +686,11 @@ def _looks_like_host_then_tag(line: str, pos: int) -> bool:
     # as words before the tag ("host auth|info prog[1]: ...").
     if word is not None and (priority := _FACILITY_LEVEL.match(line, pos)) is not None:
         word = _WORD.match(line, priority.end())
-    return word is not None and (_TAG.fullmatch(word.group(1)) is not None or word.group(1) in ("--", ":"))
+    return word is not None and (
+        _TAG.fullmatch(word.group(1)) is not None
+        or word.group(1) in ("--", ":")
+        or _BARE_PID_TAG.fullmatch(word.group(1)) is not None
+    )
 
 
 def _skip_spaces(line: str, pos: int) -> int:
@@ -691,6 +713,15 @@ def _set_facility_level(msg: Message, fac: str | None, level: str | None) -> Non
     sev = int(level) if level.isdigit() else _SEVERITY_NUMBER.get(level.lower())
     if f is not None and sev is not None and f < 24 and sev < 8:
         msg.facility, msg.severity = f, sev
+
+
+def _strip_msgid(msg: Message, text: str) -> str:
+    """The text after Solaris's "[ID 800047 auth.info] " (its priority kept), else `text`."""
+    m = _SOLARIS_MSGID.match(text)
+    if m is None:
+        return text
+    _set_facility_level(msg, m["fac"], m["level"])
+    return text[m.end() :]
 
 
 def _split_mnemonic(msg: Message, text: str) -> None:

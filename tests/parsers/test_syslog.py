@@ -479,6 +479,33 @@ SENDER_SHAPES = [
         "<86>Feb 24 00:13:02 precise32 sudo:     tsg : user NOT in sudoers ; TTY=pts/1",
         {"program": "sudo", "text": "tsg : user NOT in sudoers ; TTY=pts/1"},
     ),
+    # Unix syslogds in OSSEC's log samples (ossec/ossec-docs docs/log_samples/): Solaris's
+    # message id before the text, AIX's facility list, ProFTPD's tag with no colon.
+    (
+        "Dec 12 00:10:55 sol1 sshd[21698]: [ID 800047 auth.info] User bob not allowed because account is locked",
+        {"program": "sshd", "text": "User bob not allowed because account is locked", "facility": 4, "severity": 6},
+    ),
+    (
+        "Aug  2 11:49:23 su: [ID 366847 auth.notice] 'su root' succeeded for root on /dev/console",
+        {"hostname": None, "program": "su", "text": "'su root' succeeded for root on /dev/console", "severity": 5},
+    ),
+    (
+        "Nov 21 15:16:22 sol3 audit: [ID 984917 audit.notice] login - telnet failed session 27 by root",
+        {"program": "audit", "text": "login - telnet failed session 27 by root", "facility": None},
+    ),
+    (
+        "Apr 24 10:40:38 aix03srv auth|security:info sshd[475526]: Login restricted for tesu: bad name",
+        {"hostname": "aix03srv", "program": "sshd", "pid": "475526", "facility": 4, "severity": 6},
+    ),
+    (
+        "Jun 09 07:30:58 ftp2 proftpd[11864] ftp2.example.com (c.example.net[192.0.2.66]): USER u: Login successful.",
+        {
+            "hostname": "ftp2",
+            "program": "proftpd",
+            "pid": "11864",
+            "text": "ftp2.example.com (c.example.net[192.0.2.66]): USER u: Login successful.",
+        },
+    ),
 ]
 
 
