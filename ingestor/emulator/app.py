@@ -7,6 +7,11 @@ trailing slash (Netwrix's documentation writes `.../activity_records/`, its own 
 bodies follow the spec: 200 with an empty text/plain body, 400 with an ErrorList,
 401/404/405/413 with empty bodies, 500 with an empty body for corrupted JSON.
 
+Faults for tests: `fail_rate`/`fail_status`/`fail_phase` fail a share of writes, `outage_s`
+fails every write for a while, `latency_ms` delays every answer, and `poison` refuses forever,
+with 500 and a ServerError ErrorList, every write holding a given text (a record the server
+never takes).
+
 Records read back look as the real server shows them: DataSource is "Netwrix API" whatever was
 sent, and the Item's name carries its type, `name (Integration)`. `as_sent=True`
 (`--as-sent`) returns them exactly as written instead, for tests of what a client sends.
@@ -44,6 +49,7 @@ from .wire import NS, BodyError, count_records, error_list, parse_xml, records_j
 
 API = "/netwrix/api/v1/activity_records"
 DEFAULT_PAGE = 1000
+POISON_DESCRIPTION = "One or more Activity Records were not processed"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,10 @@ class EmulatorSettings:
     fail_phase: Literal["before", "after"] = "before"
     # An outage: every write fails with fail_status for this many seconds from the first one.
     outage_s: float = 0.0
+    # A record the server never takes: a write whose body contains this text (as sent, escaped
+    # by XML or JSON) is answered 500 with a ServerError ErrorList naming no record, and nothing
+    # of it is stored; the same body without that record is written as usual.
+    poison: str | None = None
     latency_ms: float = 0.0
     page_size: int = DEFAULT_PAGE
     seed: int | None = None
@@ -89,6 +99,7 @@ class Emulator:
         self._limiter = CapacityLimiter(max(2, os.cpu_count() or 2))
         self._writes = 0
         self._first_write: float | None = None
+        self._poison = settings.poison.encode("utf-8") if settings.poison else None
 
     def _fault(self) -> bool:
         settings = self.settings
@@ -147,6 +158,9 @@ class Emulator:
         if self._fault() and self.settings.fail_phase == "before":
             self.stats["faults"] += 1
             return self._answer(self.settings.fail_status)
+        if self._poison is not None and self._poison in body:
+            self.stats["poisoned"] += 1
+            return self._poisoned(fmt)
         self._writes += 1
         try:
             if (self._writes - 1) % self.settings.validate_every == 0:  # the first, then every Nth
@@ -164,6 +178,13 @@ class Emulator:
             self.stats["faults"] += 1
             return self._answer(self.settings.fail_status)
         return self._answer(200)
+
+    def _poisoned(self, fmt: str) -> Response:
+        """The answer to a body holding the poison record: 500, as the real server answers when
+        "one or more Activity Records were not processed", with no per-record status."""
+        errors = [("ServerError", POISON_DESCRIPTION, "ActivityRecordList")]
+        media = "application/json" if fmt == "json" else "application/xml"
+        return self._answer(500, error_list(errors, fmt), f"{media}; charset=UTF-8")
 
     def _ingest(self, body: bytes, fmt: str) -> int:
         """Validate and store one write body (on a worker thread); return its record count."""

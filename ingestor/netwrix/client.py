@@ -91,6 +91,7 @@ class NetwrixClient:
             backoff=Backoff(retry.base, retry.factor, retry.cap),
             max_attempts=retry.max_attempts,
             on_request=on_request,
+            bisect_after_500=retry.bisect_after_500,
         )
         self._on_delivered = on_delivered
         self._workers_n = netwrix.max_in_flight

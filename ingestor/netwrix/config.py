@@ -94,7 +94,11 @@ class TlsConfig(BaseModel):
 
 
 class RetryConfig(BaseModel):
-    """Backoff for 5xx answers and transport errors; `max_attempts` None retries forever."""
+    """Backoff for 5xx answers and transport errors; `max_attempts` None retries forever.
+
+    `bisect_after_500`: a body answered 500 on every attempt for this many seconds is bisected to
+    find the records the server never takes (quarantined); 0 retries a 500 forever like a 503.
+    """
 
     model_config = _STRICT
 
@@ -102,6 +106,9 @@ class RetryConfig(BaseModel):
     factor: float = Field(2.0, ge=1)
     cap: float = Field(30.0, gt=0)
     max_attempts: int | None = Field(None, ge=1)
+    bisect_after_500: float = Field(
+        300.0, ge=0, description="seconds of nothing but 500s before a body is bisected; 0: never"
+    )
 
 
 class NetwrixConfig(BaseModel):

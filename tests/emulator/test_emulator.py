@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from ingestor.emulator import EmulatorServer, EmulatorSettings
-from ingestor.emulator.app import API
+from ingestor.emulator.app import API, POISON_DESCRIPTION
 from ingestor.emulator.process import EmulatorProcess
 from ingestor.netwrix.encoding import JsonEncoder, XmlEncoder
 from ingestor.netwrix.records import ERROR_NAMESPACE, NAMESPACE
@@ -262,6 +262,32 @@ def test_an_outage_fails_every_write_for_its_duration_from_the_first(emulator):
     after = post(server, xml_body([make_record(3)]))
     assert (first.status_code, during.status_code, after.status_code) == (503, 503, 200)
     assert server.emulator.store.total == 1
+
+
+def test_poison_refuses_any_write_holding_the_text_with_500_and_stores_nothing(emulator):
+    server = emulator(poison="POISON-1")
+    bad = [make_record(1), make_record(2, What="session #2 POISON-1")]
+    answer = post(server, xml_body(bad))
+    assert answer.status_code == 500 and answer.headers["content-type"].startswith("application/xml")
+    root = etree.fromstring(answer.content)
+    ens = "{" + ERROR_NAMESPACE + "}"
+    assert root.tag == ens + "ErrorList"
+    assert root.findtext(f"{ens}Error/{ens}Category") == "ServerError"
+    assert root.findtext(f"{ens}Error/{ens}Description") == POISON_DESCRIPTION  # no per-record status
+    answer = post(server, json_body(bad), fmt="json")
+    assert answer.status_code == 500 and answer.json()["ErrorList"][0]["Category"] == "ServerError"
+    assert server.emulator.store.total == 0  # nothing of a refused body is stored
+    assert post(server, xml_body(bad[:1])).status_code == 200  # the same body without that record
+    assert server.emulator.store.total == 1
+    assert server.emulator.stats["poisoned"] == 2 and server.emulator.stats["status_500"] == 2
+
+
+def test_an_outage_comes_before_the_poison(emulator):
+    server = emulator(poison="POISON-1", outage_s=0.3)
+    body = xml_body([make_record(2, What="POISON-1")])
+    assert post(server, body).status_code == 503
+    time.sleep(0.35)
+    assert post(server, body).status_code == 500
 
 
 def test_latency_is_injected(emulator):
