@@ -95,6 +95,10 @@ def main(log_level: str, log_format: str) -> None:
     "--outage", type=click.FloatRange(min=0), default=0.0, show_default=True,
     help="Fail every write with --fail-status for this many seconds from the first one.",
 )  # fmt: skip
+@click.option(
+    "--poison", default=None, metavar="TEXT",
+    help="Answer 500 (a ServerError ErrorList, nothing stored) to every write whose body holds TEXT.",
+)  # fmt: skip
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--page-size", type=click.IntRange(min=1), default=1000, show_default=True, help="enum page size.")
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a generated self-signed certificate.")
@@ -123,6 +127,7 @@ def emulator(
     fail_status: str,
     fail_phase: str,
     outage: float,
+    poison: str | None,
     latency_ms: float,
     page_size: int,
     tls: bool,
@@ -153,6 +158,7 @@ def emulator(
             fail_status=int(fail_status),
             fail_phase=fail_phase,  # type: ignore[arg-type]
             outage_s=outage,
+            poison=poison,
             latency_ms=latency_ms,
             page_size=page_size,
             seed=seed,
@@ -448,6 +454,14 @@ def check_config(file: Path) -> None:
         ruleset = load_rules(config)
     except ConfigError as exc:
         _fail(exc)
+    from .tls_server import server_context
+
+    for listener in config.listeners:
+        if listener.scheme == "tls":
+            try:
+                server_context(listener)  # certificate, key and client CA load
+            except ConfigError as exc:
+                _fail(exc)
     nw = config.netwrix
     auth = nw.auth
     if auth.method == "none":
@@ -477,6 +491,19 @@ def check_config(file: Path) -> None:
         f"  metrics: {config.metrics.listen or 'off'}",
     ]
     click.echo("\n".join(lines))
+    from .spool_health import free_bytes, needed_bytes
+
+    spool_path = config.spool.path or default_spool_path()
+    room = free_bytes(spool_path)
+    need = needed_bytes(config.spool.max_bytes)
+    used = sum(os.path.getsize(f) for f in (spool_path, f"{spool_path}-wal") if os.path.exists(f))
+    if room is not None and room + used < need:
+        click.echo(
+            f"warning: the spool's filesystem has {room / 2**20:.1f} MiB free, but a full spool "
+            f"(spool.max_bytes {config.spool.max_bytes / 2**20:.1f} MiB) needs about {need / 2**20:.1f} MiB: "
+            "lower spool.max_bytes or give the spool more room",
+            err=True,
+        )
 
 
 @main.command("send")
@@ -526,16 +553,31 @@ def _spool_options(fn: Any) -> Any:
     return fn
 
 
-def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
+def _spool_target(config_path: Path | None, spool_path: Path | None) -> tuple[Path, Any]:
+    """The spool's path (which must exist) and the options to open it with."""
     from .service import default_spool_path, spool_options
-    from .spool import Spool
 
     config = _config_or_exit(config_path)
     path = spool_path or config.spool.path or default_spool_path()
     if not path.exists():
         _fail(f"no spool at {path}", EXIT_CONFIG)
+    return path, spool_options(config)
+
+
+def _open_spool(config_path: Path | None, spool_path: Path | None) -> Spool:
+    from .spool import Spool
+    from .spool_health import check
+
+    path, options = _spool_target(config_path, spool_path)
+    health = check(path)
+    if not health.sound:
+        _fail(
+            f"the spool {path} is damaged ({health.problems[0]}); see `nwsyslog spool check`, "
+            "and `nwsyslog spool salvage` (the service salvages it by itself when it starts)",
+            EXIT_CONFIG,
+        )
     try:
-        return Spool(path, **spool_options(config))
+        return Spool(path, **options)
     except StartupError as exc:
         _fail(exc)
 
@@ -553,6 +595,50 @@ def spool_stats(config_path: Path | None, spool_path: Path | None) -> None:
             f"{spool.path}: {stats.records} records waiting ({stats.bytes} bytes, oldest {age}), "
             f"{stats.quarantined} quarantined"
         )
+
+
+@spool_group.command("check")
+@_spool_options
+def spool_check(config_path: Path | None, spool_path: Path | None) -> None:
+    """Check the spool file: SQLite's quick_check, its tables, and whether committed records went
+    missing with its WAL. Exit 0 when sound, 2 when damaged (`spool salvage` repairs it)."""
+    from .spool_health import check
+
+    path, _ = _spool_target(config_path, spool_path)
+    health = check(path)
+    if health.sound:
+        click.echo(f"{path}: sound ({health.waiting if health.waiting is not None else '?'} records waiting)")
+        return
+    for problem in health.problems:
+        click.echo(f"{path}: damaged: {problem}", err=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+@spool_group.command("salvage")
+@_CONFIG_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--into", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the salvaged spool here (default: FILE itself, the damaged one moved aside).")  # fmt: skip
+def spool_salvage(config_path: Path | None, file: Path, into: Path | None) -> None:
+    """Move a damaged spool FILE aside (FILE.damaged-<time>) and copy every record that can still
+    be read into a fresh spool; says how many were recovered and how many are known lost. Stop
+    the service first: it must not have the file open."""
+    import sqlite3
+
+    from .service import spool_options
+    from .spool_health import check, salvage
+
+    config = _config_or_exit(config_path)
+    lost_with_wal = check(file).lost_with_wal
+    try:
+        result = salvage(file, spool_options(config), into=into)
+    except (OSError, sqlite3.Error, StartupError) as exc:
+        _fail(f"cannot salvage {file}: {exc}", EXIT_RUNTIME)
+    click.echo(
+        f"{into or file}: {result.recovered} records recovered ({result.method}), {result.quarantined} "
+        f"quarantined recovered, {max(result.lost, lost_with_wal)} known lost; the damaged file is "
+        f"{result.damaged}"
+    )
 
 
 @spool_group.command("list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Literal, Self
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .netwrix.config import BatchConfig, NetwrixConfig
 from .netwrix.records import check_item_name
+from .tls_server import normalize_peer
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -38,8 +40,18 @@ def parse_listener_url(url: str) -> tuple[str, str, int]:
     return m["scheme"], m["host"].strip("[]"), int(m["port"])
 
 
+_TLS_CLIENT_KEYS = ("ca_file", "verify_client", "permitted_peers")
+
+
 class ListenerConfig(BaseModel):
-    """One listener: `udp://0.0.0.0:514`, `tcp://[::]:514`, `tls://0.0.0.0:6514` (+ cert_file and key_file)."""
+    """One listener: `udp://0.0.0.0:514`, `tcp://[::]:514`, `tls://0.0.0.0:6514` (+ cert_file and key_file).
+
+    A tls:// listener verifies client certificates (RFC 5425 section 5.2) when it has a
+    `ca_file`: `verify_client` required (the default then) refuses a client without a
+    certificate the CA signed, optional admits one without a certificate (a certificate shown
+    must still verify); `permitted_peers` narrows who is admitted to certificates whose subject
+    CN or a DNS subjectAltName matches a pattern (`*.example.com`) or whose SHA-256 fingerprint
+    is listed (`sha256:AB:CD:...`); empty, any certificate the CA signed."""
 
     model_config = _STRICT
 
@@ -49,17 +61,39 @@ class ListenerConfig(BaseModel):
     idle_timeout: float = Field(300.0, gt=0, description="TCP: seconds before a silent connection is closed")
     cert_file: Path | None = None
     key_file: Path | None = None
+    ca_file: Path | None = Field(None, description="TLS: the CA(s) client certificates must be signed by")
+    verify_client: Literal["required", "optional", "none"] = Field(
+        "none", description="TLS: default required with a ca_file, none without"
+    )
+    permitted_peers: tuple[str, ...] = Field(
+        (), description="TLS: client certificate CN/DNS name patterns or sha256: fingerprints; empty = any"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: object) -> object:
-        return {"url": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"url": value}
+        if (
+            isinstance(value, dict)
+            and str(value.get("url", "")).strip().startswith("tls://")
+            and value.get("ca_file") is not None
+            and "verify_client" not in value
+        ):
+            # A CA given means client certificates are checked: required unless said otherwise.
+            return {**value, "verify_client": "required"}
+        return value
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         parse_listener_url(value)
         return value.strip()
+
+    @field_validator("permitted_peers")
+    @classmethod
+    def _check_peers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalize_peer(p) for p in value)
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:
@@ -69,6 +103,30 @@ class ListenerConfig(BaseModel):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _check_client_verification(self) -> Self:
+        given = [k for k in _TLS_CLIENT_KEYS if getattr(self, k) not in (None, "none", ())]
+        if self.scheme != "tls":
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: client certificates are checked on tls:// listeners only, "
+                    f"not on {self.scheme}://"
+                )
+            return self
+        if self.ca_file is None:
+            if self.verify_client != "none":
+                raise ValueError(
+                    f"verify_client {self.verify_client} needs ca_file (the CA that signs client certificates)"
+                )
+            if self.permitted_peers:
+                raise ValueError("permitted_peers needs ca_file (client certificates are only checked against a CA)")
+            return self
+        if self.verify_client == "none":
+            raise ValueError("ca_file with verify_client none: no client certificate would be asked for")
+        if not self.ca_file.is_file() or not os.access(self.ca_file, os.R_OK):
+            raise ValueError(f"ca_file: {self.ca_file} is not a readable file")
         return self
 
     @property
@@ -146,11 +204,23 @@ class RecordFieldsConfig(BaseModel):
         return out
 
 
+class RateLimitConfig(BaseModel):
+    """A token bucket per sender: `burst` messages at once, refilled at `messages_per_second`."""
+
+    model_config = _STRICT
+
+    messages_per_second: float = Field(gt=0, description="sustained rate each sender of the CIDR may send")
+    burst: int = Field(ge=1, description="messages a sender may send at once above that rate")
+
+
 class SourceConfig(RecordFieldsConfig):
-    """Settings for senders in `cidr`: their time zone and record fields (first match wins)."""
+    """Settings for senders in `cidr`: their time zone, record fields and rate limit (first match wins)."""
 
     cidr: str
     timezone: str | None = None
+    rate_limit: RateLimitConfig | None = Field(
+        None, description="per sender address; what exceeds it is dropped and counted per address"
+    )
 
     @field_validator("cidr")
     @classmethod
@@ -200,6 +270,25 @@ class SpoolConfig(BaseModel):
         description="records produced but not yet committed to the spool; at this bound the listeners "
         "pause until the next commit (UDP datagrams are then discarded and counted, TCP senders wait)",
     )
+    lock_timeout: float = Field(
+        60.0, gt=0, description="seconds a commit waits for the other process's write lock before it is retried"
+    )
+
+
+class WatchdogConfig(BaseModel):
+    """How long the delivery process may stay silent (it reports every 0.5 s) before it counts
+    as stalled (logged, /readyz 503) and then before it is killed and started again."""
+
+    model_config = _STRICT
+
+    stalled_after: float = Field(10.0, gt=0)
+    restart_after: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.restart_after < self.stalled_after:
+            raise ValueError("restart_after must not be shorter than stalled_after")
+        return self
 
 
 class MetricsConfig(BaseModel):
@@ -233,6 +322,7 @@ class ServiceConfig(BaseModel):
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
     shutdown_timeout: float = Field(10.0, ge=0, description="seconds to flush on SIGTERM; the rest stays spooled")
+    watchdog: WatchdogConfig = WatchdogConfig()
     emulator: bool = Field(False, description="run the Netwrix API emulator in-process and write to it (demo)")
     emulator_listen: str = Field("127.0.0.1:0", description="where the in-process emulator listens")
 

@@ -41,6 +41,8 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ from .netwrix.config import BatchConfig, NetwrixConfig
 from .netwrix.delivery import DeliveryStats
 from .netwrix.sink import SendResult
 from .spool import Spool, SpoolOptions
+from .spool_health import Reserve, is_disk_full
 
 log = logging.getLogger("nwsyslog.delivery")
 
@@ -65,6 +68,8 @@ POLL = 0.05  # seconds between looks at the spool once everything in it was read
 WRITE_INTERVAL = 0.05  # seconds between commits of delivered and quarantined ids
 REPORT_INTERVAL = 0.5  # seconds between reports to the listening process
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
+COMMIT_RETRY_MAX = 5.0  # seconds between attempts at most while the spool refuses a commit
+FAIL_LOG_EVERY = 60.0  # seconds between "still failing" log lines
 START_TIMEOUT = 120.0  # seconds the listening process waits for the delivery process to be ready
 STOP_GRACE = 30.0  # seconds beyond the flush timeout before the delivery process is killed
 
@@ -99,6 +104,8 @@ class DeliveryProcess:
         self.stats = DeliveryStats()
         self.halted: str | None = None
         self.left: int | None = None  # from its "stopped" message
+        self.delete_failures = 0  # its failed commits of delivered ids (from its reports)
+        self.last_heard = time.monotonic()  # when it last sent anything (the watchdog reads it)
         self.ended = asyncio.Event()
         self._on_request = on_request
         self._process: Any = None  # multiprocessing's SpawnProcess
@@ -143,6 +150,11 @@ class DeliveryProcess:
             await asyncio.to_thread(self._process.join, 5)
         return self.exitcode
 
+    def kill(self) -> None:
+        """SIGKILL the process (a stalled one: SIGSTOPped or hung; its locks go with it)."""
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+
     def reload(self, netwrix: NetwrixConfig | None) -> None:
         """Pass new Netwrix settings on (None: the same), and retry a halted delivery now."""
         self._send(("reload", netwrix))
@@ -174,13 +186,14 @@ class DeliveryProcess:
         try:
             while conn.poll():
                 self._dispatch(conn.recv())
+                self.last_heard = time.monotonic()
         except (EOFError, OSError):
             self._gone()
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "report":
-            _, self.stats, self.halted, requests = message
+            _, self.stats, self.halted, requests, self.delete_failures = message
             if self._on_request is not None:
                 for records, result in requests:
                     self._on_request(records, result)
@@ -247,6 +260,14 @@ class Deliverer:
         self._stop_timeout = settings.shutdown_timeout
         self._closing = False  # the writer's last round
         self._caught_up = asyncio.Event()  # stopping, the feeder read everything (or delivery halted)
+        # A commit the spool refused (disk full, I/O error, locked): its ids wait, retried with
+        # backoff; delivered records are never sent again by this process meanwhile.
+        self._delete_failures = 0
+        self._commit_error: str | None = None
+        self._commit_retry_at = 0.0
+        self._commit_backoff = 0.25
+        self._commit_logged = 0.0
+        self._read_logged = 0.0
 
     async def _in_db(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -327,7 +348,7 @@ class Deliverer:
 
     def _report(self) -> None:
         assert self.client is not None
-        self._send(("report", self.client.stats, self._halted, self._take_requests()))
+        self._send(("report", self.client.stats, self._halted, self._take_requests(), self._delete_failures))
 
     # --- client callbacks: they only queue ids; the writer commits them ---------------------
     def _on_delivered(self, entries: Sequence[Entry]) -> None:
@@ -354,13 +375,48 @@ class Deliverer:
         # Never cancelled (it would forget delivered ids, whose records would be sent again).
         await rounds(self._commit, self._wake_writer, WRITE_INTERVAL, lambda: self._closing)
 
-    async def _commit(self) -> None:
-        """Delete the delivered ids and move the quarantined records, in one transaction."""
+    async def _commit(self, force: bool = False) -> None:
+        """Delete the delivered ids and move the quarantined records, in one transaction. A
+        refused commit keeps them for the next attempt (after a backoff; `force`: now)."""
         assert self.spool is not None
+        if not (self._delivered or self._quarantines):
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._commit_error is not None and not force and now < self._commit_retry_at:
+            return
         deletes, self._delivered = self._delivered, []
         quarantines, self._quarantines = self._quarantines, []
-        if deletes or quarantines:
+        try:
             await self._in_db(self.spool.apply, (), deletes, quarantines)
+        except (sqlite3.Error, OSError) as exc:
+            self._delivered[:0] = deletes
+            self._quarantines[:0] = quarantines
+            self._delete_failures += 1
+            reason = str(exc) or type(exc).__name__
+            if self._commit_error is None:
+                self._commit_backoff = 0.25
+                self._commit_logged = now
+                log.error(
+                    "cannot commit %d delivered records to the spool (%s): kept in memory, not sent again; retrying",
+                    len(self._delivered),
+                    reason,
+                )
+            else:
+                self._commit_backoff = min(self._commit_backoff * 2, COMMIT_RETRY_MAX)
+                if now - self._commit_logged >= FAIL_LOG_EVERY:
+                    self._commit_logged = now
+                    log.error(
+                        "still cannot commit to the spool (%s): %d delivered records wait", reason, len(self._delivered)
+                    )
+            self._commit_error = reason
+            self._commit_retry_at = now + self._commit_backoff
+            if is_disk_full(exc) and Reserve(self.settings.spool_path).release():
+                log.warning("disk full: released the reserve beside the spool so that deletions can proceed")
+            return
+        if self._commit_error is not None:
+            log.warning("the spool takes commits again: %d delivered records settled", len(deletes))
+            self._commit_error = None
 
     async def _feeder(self) -> None:
         assert self.spool is not None
@@ -372,7 +428,17 @@ class Deliverer:
                 last_key = await self._recover(client)
                 continue
             stopping = self._stop.is_set()  # (a read begun before the stop may miss the last commit)
-            rows = await self._in_db(self.spool.read_after, last_key, READ_CHUNK)
+            try:
+                rows = await self._in_db(self.spool.read_after, last_key, READ_CHUNK)
+            except (sqlite3.Error, OSError) as exc:
+                now = asyncio.get_running_loop().time()
+                if now - self._read_logged >= FAIL_LOG_EVERY:
+                    self._read_logged = now
+                    log.error("cannot read the spool (%s); retrying", exc)
+                if stopping:
+                    self._caught_up.set()
+                await asyncio.sleep(1.0)
+                continue
             if not rows:
                 if stopping:
                     self._caught_up.set()
@@ -423,12 +489,23 @@ class Deliverer:
         self._closing = True
         self._wake_writer.set()
         await tasks[2]
-        await self._commit()
+        while True:
+            await self._commit(force=True)
+            if self._commit_error is None or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        if self._delivered:
+            log.error(
+                "%d delivered records could not be marked delivered in the spool (%s): the next start sends them again",
+                len(self._delivered),
+                self._commit_error,
+            )
         await self._close()
         return left
 
     async def _close(self) -> None:
         if self.spool is not None:
-            await self._in_db(self.spool.close)
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._in_db(self.spool.close)
             self.spool = None
         self._db.shutdown(wait=True)

@@ -24,6 +24,24 @@ from .netwrix.sink import SendResult
 
 
 @dataclass
+class HostState:
+    """The service's view of its host-side health (read at scrape time)."""
+
+    spool_write_failing: bool = False  # the last commit to the spool failed; records wait in memory
+    spool_write_failures: int = 0  # failed commits since start
+    spool_held: int = 0  # records held in memory because the spool could not take them
+    delete_failures: int = 0  # failed commits of delivered ids (delivery process)
+    listeners_paused: bool = False  # back-pressure: spool full, backlog, or spool failing
+    delivery_state: str = "starting"  # running, halted, stalled, restarting, starting
+    delivery_restarts: int = 0  # delivery processes started again (stalled or ended)
+    salvaged: int = 0  # records recovered from a damaged spool at start
+    salvage_lost: int = 0  # records known lost with a damaged spool or its WAL
+
+
+DELIVERY_STATES = ("starting", "running", "halted", "stalled", "restarting")
+
+
+@dataclass
 class Readings:
     """Callables the collector reads at scrape time (each returns current values)."""
 
@@ -33,6 +51,7 @@ class Readings:
     delivery: Callable[[], Any]  # DeliveryStats or None
     udp_drops: Callable[[], Iterable[tuple[str, int]]]  # (address, kernel drop count)
     ready: Callable[[], tuple[bool, str]] = field(default=lambda: (True, "ok"))
+    host: Callable[[], HostState] = field(default=HostState)
 
 
 class _Collector(Collector):
@@ -53,6 +72,17 @@ class _Collector(Collector):
             "overflow block, or records waiting for the spool at spool.max_in_memory)",
             labels=["listener"],
         )
+        tls_refused = CounterMetricFamily(
+            "nwsyslog_tls_refused",
+            "TLS clients refused for their certificate (none where required, not signed by ca_file, "
+            "not in permitted_peers)",
+            labels=["listener"],
+        )
+        tls_failed = CounterMetricFamily(
+            "nwsyslog_tls_handshake_failures",
+            "Other failed TLS handshakes (no TLS spoken, protocol errors, timeouts)",
+            labels=["listener"],
+        )
         for kind, address, st in self.r.sources():
             name = f"{kind}://{address}"
             received.add_metric([name], st.messages)
@@ -61,7 +91,10 @@ class _Collector(Collector):
             framing.add_metric([name, "empty"], st.empty)
             framing.add_metric([name, "oversize"], st.oversize)
             framing.add_metric([name, "malformed"], st.malformed)
-        yield from (received, denied, framing, shed)
+            if kind == "tls":
+                tls_refused.add_metric([name], st.tls_refused)
+                tls_failed.add_metric([name], st.tls_handshake_failures)
+        yield from (received, denied, framing, shed, tls_refused, tls_failed)
         p = self.r.pipeline()
         for metric, help_text, value in (
             ("nwsyslog_parsed", "Messages whose syslog header was read", p.received - p.parse_errors),
@@ -77,6 +110,12 @@ class _Collector(Collector):
         for rule_id, count in p.render_errors_by_rule.items():
             render.add_metric([rule_id], count)
         yield render
+        limited = CounterMetricFamily(
+            "nwsyslog_rate_limited", "Messages dropped by a source's rate_limit, per sender address", labels=["source"]
+        )
+        for source, count in list(p.rate_limited_by_source.items()):
+            limited.add_metric([source], count)
+        yield limited
         depth, size, spooled, overflow, quarantined = self.r.spool()
         yield GaugeMetricFamily("nwsyslog_spool_depth", "Records waiting in the spool", value=depth)
         yield GaugeMetricFamily("nwsyslog_spool_bytes", "Bytes of records waiting in the spool", value=size)
@@ -93,12 +132,65 @@ class _Collector(Collector):
             yield CounterMetricFamily(
                 "nwsyslog_quarantined_by_delivery", "Records quarantined by this process", value=d.quarantined
             )
+            yield CounterMetricFamily(
+                "nwsyslog_bisections_500",
+                "Batches split because the server answered 500 to them for netwrix.retry.bisect_after_500 seconds",
+                value=d.bisections_500,
+            )
+            yield CounterMetricFamily(
+                "nwsyslog_bisect_resends",
+                "Records sent again by a 500-bisection (at most this many may be duplicates)",
+                value=d.bisect_resends,
+            )
         drops = CounterMetricFamily(
             "nwsyslog_udp_kernel_drops", "Datagrams the kernel dropped on the socket", labels=["listener"]
         )
         for address, count in self.r.udp_drops():
             drops.add_metric([f"udp://{address}"], count)
         yield drops
+        h = self.r.host()
+        yield GaugeMetricFamily(
+            "nwsyslog_spool_write_failing",
+            "1 while commits to the spool fail (disk full, I/O error, read-only, locked): records wait in memory",
+            value=int(h.spool_write_failing),
+        )
+        yield CounterMetricFamily(
+            "nwsyslog_spool_write_failures",
+            "Commits to the spool that failed and were retried",
+            value=h.spool_write_failures,
+        )
+        yield GaugeMetricFamily(
+            "nwsyslog_spool_held_in_memory", "Records held in memory until the spool takes them", value=h.spool_held
+        )
+        yield CounterMetricFamily(
+            "nwsyslog_spool_delete_failures",
+            "Commits of delivered records' deletion that failed and were retried (delivery process)",
+            value=h.delete_failures,
+        )
+        yield GaugeMetricFamily(
+            "nwsyslog_listeners_paused",
+            "1 while the listeners are paused by back-pressure",
+            value=int(h.listeners_paused),
+        )
+        state = GaugeMetricFamily(
+            "nwsyslog_delivery_state", "The delivery process's state (1 for the current one)", labels=["state"]
+        )
+        for name in DELIVERY_STATES:
+            state.add_metric([name], int(h.delivery_state == name))
+        yield state
+        yield CounterMetricFamily(
+            "nwsyslog_delivery_restarts",
+            "Delivery processes started again after a stall or an exit",
+            value=h.delivery_restarts,
+        )
+        yield CounterMetricFamily(
+            "nwsyslog_spool_salvaged_records", "Records recovered from a damaged spool at start", value=h.salvaged
+        )
+        yield CounterMetricFamily(
+            "nwsyslog_spool_lost_records",
+            "Records known lost with a damaged spool or its missing WAL (found at start)",
+            value=h.salvage_lost,
+        )
 
 
 class Metrics:
@@ -132,8 +224,9 @@ class Metrics:
         return generate_latest(self.registry)
 
     def app(self) -> Starlette:
-        """`/metrics`, `/healthz` (the process answers) and `/readyz` (listening, spool open,
-        delivery not halted)."""
+        """`/metrics`, `/healthz` (the process answers) and `/readyz` (200 when listening, the
+        spool taking records, the listeners not paused and delivery running; 503 with the reason
+        otherwise)."""
 
         async def metrics(request: Request) -> Response:
             return Response(self.text(), media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,11 @@ claims is counted as unmatched; a matched message whose record cannot be built i
 rule. Each record comes out as its request-body fragment (encoded once) in `pending`, which the
 service moves to the spool in batches; `on_full` tells it when `pending` reached its bound. The
 rule set is swapped whole (`ruleset = new`), so a reload never leaves a half-updated set in use.
+
+A `sources:` entry with a `rate_limit` gives each sender address in its CIDR a token bucket,
+taken from before the message is parsed (what is over the limit costs a lookup, not a parse):
+what exceeds it is dropped, counted per address in `stats.rate_limited_by_source`, and logged
+at most once a minute per address.
 """
 
 from __future__ import annotations
@@ -22,35 +27,49 @@ from functools import lru_cache
 from parsers.rules.engine import Rule, RuleSet
 from parsers.syslog import parse_syslog, zone_for
 
-from .config import RecordFieldsConfig, SourceConfig
+from .config import RateLimitConfig, RecordFieldsConfig, SourceConfig
 from .errors import RenderError
 from .netwrix.encoding import Encoder
 from .netwrix.records import RecordDefaults
+from .rate_limit import LogThrottle, TokenBucket
 from .record_writer import Writer, writer_for
 from .sources import peer_ip
 
 log = logging.getLogger("nwsyslog.pipeline")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# A source's time zone, record defaults, and the record writers for those defaults (per rule).
-Settings = tuple[tzinfo, RecordDefaults, dict[Rule, Writer]]
+# A sender's time zone, record defaults, the record writers for those defaults (per rule), and
+# its own token bucket when its source has a rate limit.
+Settings = tuple[tzinfo, RecordDefaults, dict[Rule, Writer], TokenBucket | None]
+# Senders over their rate limit counted by address, at most this many; the rest under OTHER_SOURCES
+# (the counts become metric labels, which must stay few however many addresses a flood forges).
+MAX_LIMITED_SOURCES = 1000
+OTHER_SOURCES = "other"
+RATE_LIMIT_LOG_EVERY = 60.0  # seconds between log lines about one sender over its limit
 
 
 @dataclass
 class PipelineStats:
     """What the transform stage did (monotonic counters)."""
 
-    received: int = 0
+    received: int = 0  # messages taken in (not those over a rate limit)
     parse_errors: int = 0  # header not understood; the text still went through the rules
     unmatched: int = 0
     dropped: int = 0  # claimed by a drop rule
     records: int = 0
     render_errors_by_rule: Counter[str] = field(default_factory=Counter)
+    # Messages dropped by a source's rate_limit, per sender address (MAX_LIMITED_SOURCES at most).
+    rate_limited_by_source: Counter[str] = field(default_factory=Counter)
 
     @property
     def render_errors(self) -> int:
         """Matched messages whose record could not be built, all rules together."""
         return sum(self.render_errors_by_rule.values())
+
+    @property
+    def rate_limited(self) -> int:
+        """Messages dropped by rate limits, all senders together."""
+        return sum(self.rate_limited_by_source.values())
 
 
 class Pipeline:
@@ -77,19 +96,23 @@ class Pipeline:
         self._on_full = on_full
         fields = (records or RecordFieldsConfig()).as_mapping()
         # Each set of record defaults has its writers, one per rule, made at the rule's first match.
-        self._default: Settings = (zone_for(timezone), RecordDefaults.from_mapping(fields), {})
+        self._default: Settings = (zone_for(timezone), RecordDefaults.from_mapping(fields), {}, None)
         # Per-source settings, resolved once per address (first matching CIDR wins; a source
         # inherits the global fields it does not set).
-        self._sources: list[tuple[IPNetwork, tzinfo, RecordDefaults, dict[Rule, Writer]]] = [
+        self._sources: list[tuple[IPNetwork, tzinfo, RecordDefaults, dict[Rule, Writer], RateLimitConfig | None]] = [
             (
                 ipaddress.ip_network(s.cidr, strict=False),
                 zone_for(s.timezone) if s.timezone else self._default[0],
                 RecordDefaults.from_mapping(_for_source(fields, s.as_mapping())),
                 {},
+                s.rate_limit,
             )
             for s in sources
         ]
+        # Per address: a sender's token bucket lives in its cached settings, so a rate limit costs
+        # no lookup of its own (a sender evicted from the cache comes back with a full bucket).
         self._settings = lru_cache(maxsize=65536)(self._settings_for)
+        self._limited_logged = LogThrottle(RATE_LIMIT_LOG_EVERY, max_keys=MAX_LIMITED_SOURCES)
         # Messages read in one go share their receive time: its datetime is made once.
         self._received: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, UTC))
 
@@ -102,7 +125,7 @@ class Pipeline:
     def ruleset(self, ruleset: RuleSet) -> None:
         self._ruleset = ruleset
         self._default[2].clear()
-        for _network, _zone, _defaults, writers in self._sources:
+        for _network, _zone, _defaults, writers, _limit in self._sources:
             writers.clear()
 
     def _settings_for(self, peer: str) -> Settings:
@@ -110,16 +133,35 @@ class Pipeline:
             ip = peer_ip(peer)
             if ip is None:
                 return self._default
-            for network, zone, defaults, writers in self._sources:
+            for network, zone, defaults, writers, limit in self._sources:
                 if ip in network:
-                    return zone, defaults, writers
+                    bucket = TokenBucket(limit.messages_per_second, limit.burst) if limit else None
+                    return zone, defaults, writers, bucket
         return self._default
+
+    def _over_limit(self, peer: str, bucket: TokenBucket) -> None:
+        """A message from `peer` dropped by its rate limit: count it, and say so now and then."""
+        counts = self.stats.rate_limited_by_source
+        key = peer if peer in counts or len(counts) < MAX_LIMITED_SOURCES else OTHER_SOURCES
+        counts[key] += 1
+        if self._limited_logged.allow(peer):
+            log.warning(
+                "%s is over its rate limit (%g messages/s, burst %d): what exceeds it is dropped "
+                "(%d so far, counted in nwsyslog_rate_limited_total)",
+                peer,
+                bucket.rate,
+                bucket.burst,
+                counts[key],
+            )
 
     def handle(self, raw: bytes, peer: str, received_at: float) -> None:
         """One message from a listener (the `Handler` signature)."""
+        zone, defaults, writers, bucket = self._settings(peer)
+        if bucket is not None and not bucket.take(received_at):
+            self._over_limit(peer, bucket)
+            return
         stats = self.stats
         stats.received += 1
-        zone, defaults, writers = self._settings(peer)
         stamp, received = self._received
         if received_at != stamp:
             received = datetime.fromtimestamp(received_at, UTC)

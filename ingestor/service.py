@@ -30,11 +30,13 @@ the rule files (a bad new set keeps the old one and says why), applies new Netwr
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import gc
 import logging
 import os
 import signal
-import ssl
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,11 +50,24 @@ from .deliverer import DeliveryProcess, DeliverySettings
 from .errors import ConfigError, StartupError
 from .logs import current_settings
 from .loop import rounds, start_tasks
-from .metrics import Metrics, Readings
+from .metrics import HostState, Metrics, Readings
 from .netwrix.encoding import encoder_for
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
-from .spool import Spool, SpoolOptions
+from .spool import WAL_LIMIT, Spool, SpoolOptions
+from .spool_health import (
+    HEADROOM_BYTES,
+    RESERVE_BYTES,
+    Reserve,
+    StateFile,
+    free_bytes,
+    is_disk_full,
+    needed_bytes,
+    open_checked,
+    stash,
+    unstash,
+)
+from .tls_server import server_context
 
 log = logging.getLogger("nwsyslog.service")
 
@@ -60,6 +75,12 @@ WRITE_INTERVAL = 0.05  # seconds between spool commits (at most this much is onl
 REFRESH_INTERVAL = 0.5  # seconds between readings of the spool's totals when nothing is committed
 PAUSE_HIGH, PAUSE_LOW = 1.0, 0.9  # overflow "block": pause at the bound, resume below 90%
 BACKLOG_LOG_EVERY = 60.0  # seconds between "overloaded" log lines
+CHECKPOINT_INTERVAL = 1.0  # seconds between the writer's passive WAL checkpoints
+RESERVE_CHECK = 10.0  # seconds between checks that the disk reserve beside the spool is held
+STORE_RETRY_MIN, STORE_RETRY_MAX = 0.25, 5.0  # backoff between attempts while the spool fails
+STORE_LOG_EVERY = 60.0  # seconds between "spool still failing" log lines
+WATCH_INTERVAL = 1.0  # seconds between the watchdog's looks at the delivery process
+RESTARTS_ALLOWED, RESTART_WINDOW = 5, 600.0  # more delivery restarts than this in the window: stop
 # On stop, listeners keep reading until no message came for DRAIN_IDLE seconds (at most DRAIN_MAX).
 DRAIN_IDLE, DRAIN_MAX = 0.1, 2.0
 
@@ -90,7 +111,12 @@ def worker_path(path: Path, worker: int) -> Path:
 
 def spool_options(config: ServiceConfig) -> SpoolOptions:
     """The configured way to open the spool: the format its records are in, sync, secure_delete."""
-    return SpoolOptions(fmt=config.netwrix.format, sync=config.spool.sync, secure_delete=config.spool.secure_delete)
+    return SpoolOptions(
+        fmt=config.netwrix.format,
+        sync=config.spool.sync,
+        secure_delete=config.spool.secure_delete,
+        lock_timeout=config.spool.lock_timeout,
+    )
 
 
 def load_rules(config: ServiceConfig) -> RuleSet:
@@ -130,6 +156,23 @@ class Service:
         self._backlog_full = False  # spool.max_in_memory records wait for the next commit
         self._backlog_logged = -BACKLOG_LOG_EVERY
         self.failure: BaseException | None = None
+        self.host = HostState()
+        # The spool failing (disk full, I/O error, read-only, locked): what it could not take
+        # waits here, the listeners pause, and commits are retried with backoff.
+        self._unwritten: list[bytes] = []
+        self._store_error: str | None = None
+        self._store_since = 0.0
+        self._store_retry_at = 0.0
+        self._store_backoff = STORE_RETRY_MIN
+        self._store_logged = 0.0
+        self._store_full_records: int | None = None  # spool depth when a disk-full failure began
+        self._reopen = False  # open a new connection before the next attempt
+        self._state_file: StateFile | None = None
+        self._reserve: Reserve | None = None
+        self._checkpointed = 0.0
+        self._reserve_checked = 0.0
+        self._stopping = False
+        self._stash_files: list[Path] = []  # an earlier run's unwritten records, until committed
         self.metrics = Metrics(
             Readings(
                 sources=lambda: [(s.kind, f"{s.host}:{s.port}", s.stats) for s in self.sources],
@@ -138,6 +181,7 @@ class Service:
                 delivery=lambda: self.delivery.stats if self.delivery else None,
                 udp_drops=self._udp_drops,
                 ready=self._ready,
+                host=self._host_state,
             )
         )
         self._metrics_server: Any = None
@@ -164,11 +208,28 @@ class Service:
         """Why delivery is halted (401, 403, 404, a certificate problem), or None."""
         return self.delivery.halted if self.delivery is not None else None
 
+    def _host_state(self) -> HostState:
+        h = self.host
+        h.spool_write_failing = self._store_error is not None
+        h.listeners_paused = self._paused
+        if h.delivery_state not in ("stalled", "restarting"):
+            h.delivery_state = "starting" if self.delivery is None else "halted" if self.halted else "running"
+        return h
+
     def _ready(self) -> tuple[bool, str]:
+        """/readyz: 200 only while every message can go all the way (see README)."""
         if not self.started.is_set():
             return False, "starting"
+        if self._store_error is not None:
+            return False, f"spool not writable ({self._store_error}): {len(self._unwritten)} records held in memory"
         if self.halted:
             return False, f"delivery halted: {self.halted}"
+        if self.host.delivery_state in ("stalled", "restarting"):
+            return False, f"delivery process {self.host.delivery_state}"
+        if self._spool_full:
+            return False, "listeners paused: the spool is full (spool.overflow: block)"
+        if self._backlog_full:
+            return False, "listeners paused: records wait for the spool (overloaded)"
         return True, "ready"
 
     # --- control --------------------------------------------------------------------------
@@ -217,7 +278,14 @@ class Service:
     async def _start(self) -> None:
         config = self.config
         ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
-        self.spool = await self._in_db(lambda: Spool(self.spool_path, **spool_options(config)))
+        # A damaged spool (or one whose WAL lost commits) is salvaged into a fresh file first.
+        self.spool, salvaged, health = await self._in_db(open_checked, self.spool_path, spool_options(config))
+        if salvaged is not None:
+            self.host.salvaged = salvaged.recovered
+            self.host.salvage_lost = max(salvaged.lost, health.lost_with_wal)
+        self._state_file = StateFile(self.spool_path)
+        self._reserve = Reserve(self.spool_path)
+        await self._in_db(self._after_open)
         if self.spool.records:
             log.info(
                 "the spool %s holds %d records from an earlier run: sending them first",
@@ -252,13 +320,7 @@ class Service:
                     reuse_port=self.reuse_port,
                 )
             else:
-                context = None
-                if listener.scheme == "tls":
-                    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                    try:
-                        context.load_cert_chain(str(listener.cert_file), str(listener.key_file))
-                    except (OSError, ssl.SSLError) as exc:
-                        raise ConfigError(f"cannot load the certificate: {exc}", key="listeners.cert_file") from None
+                context = server_context(listener) if listener.scheme == "tls" else None
                 source = TcpSource(
                     listener.host,
                     listener.port,
@@ -267,6 +329,7 @@ class Service:
                     max_message=listener.max_message,
                     idle_timeout=listener.idle_timeout,
                     ssl_context=context,
+                    permitted_peers=listener.permitted_peers,
                     reuse_port=self.reuse_port,
                 )
                 source.kind = listener.scheme
@@ -285,6 +348,28 @@ class Service:
         )
         self.delivery = DeliveryProcess(settings, on_request=self.metrics.observe_request)
         await self.delivery.start()
+
+    def _after_open(self) -> None:
+        """(Spool thread.) The state file, the disk reserve, and a warning when the spool's
+        filesystem cannot hold a full spool."""
+        assert self.spool is not None and self._state_file is not None and self._reserve is not None
+        self._unwritten, self._stash_files = unstash(self.spool_path)
+        self._state_file.write(self.spool.inserted, self.spool.records)
+        self._reserve.ensure()
+        room = free_bytes(self.spool_path)
+        if room is None:
+            return
+        used = sum(os.path.getsize(f) for f in (self.spool.path, self.spool.path + "-wal") if os.path.exists(f))
+        need = needed_bytes(self.config.spool.max_bytes)
+        if room + used < need:
+            log.warning(
+                "the spool's filesystem (%s) has %.1f MiB free, but a full spool (spool.max_bytes %.1f MiB) "
+                "needs about %.1f MiB: lower spool.max_bytes or give the spool more room (README: disk space)",
+                os.path.dirname(self.spool.path) or ".",
+                room / 2**20,
+                self.config.spool.max_bytes / 2**20,
+                need / 2**20,
+            )
 
     async def _start_emulator(self) -> None:
         from .emulator import EmulatorServer, EmulatorSettings
@@ -329,10 +414,11 @@ class Service:
         # after its round once the listeners closed.
         await rounds(self._commit, self._wake_writer, WRITE_INTERVAL, lambda: self._closing)
 
-    async def _commit(self) -> None:
+    async def _commit(self, force: bool = False) -> None:
         """Commit the produced records in one transaction; when there are none, read the
         spool's totals now and then (the delivery process deletes, the bound and the metrics
-        follow)."""
+        follow). A failed commit keeps its records in memory and pauses the listeners; the
+        next attempt comes after a backoff (`force`: now)."""
         assert self.pipeline is not None and self.spool is not None
         inserts = self.pipeline.take()
         if self._backlog_full:
@@ -340,17 +426,165 @@ class Service:
             # twice max_in_memory records are ever held).
             self._backlog_full = False
             self._set_paused()
+        if self._unwritten:
+            inserts = self._unwritten + inserts
+            self._unwritten = []
         now = time.monotonic()
-        if not inserts and now - self._refreshed < REFRESH_INTERVAL:
+        if self._store_error is not None and not (force or self._store_retry_due(now)):
+            self._unwritten = inserts
+            self.host.spool_held = len(inserts)
+            if now - self._store_logged >= STORE_LOG_EVERY:
+                self._store_logged = now
+                log.error(
+                    "the spool is still not writable after %.0f s (%s): %d records held in memory, listeners paused",
+                    now - self._store_since,
+                    self._store_error,
+                    len(inserts),
+                )
+            return
+        if not inserts and now - self._refreshed < REFRESH_INTERVAL and self._store_error is None:
             return
         self._refreshed = now
         inserts = self._bound(inserts)
-        if inserts:
-            await self._in_db(self.spool.apply, inserts)
-            self.spooled += len(inserts)
-        else:
-            await self._in_db(self.spool.refresh)
+        try:
+            written = await self._in_db(self._write, inserts)
+        except (sqlite3.Error, OSError) as exc:
+            self._unwritten = inserts
+            self.host.spool_held = len(self._unwritten)
+            await self._store_failed(exc, now)
+            return
+        self.spooled += written
+        if self._stash_files and written == len(inserts):
+            for path in self._stash_files:
+                path.unlink(missing_ok=True)
+            self._stash_files = []
+        if written < len(inserts):
+            self._unwritten = inserts[written:]
+            self.host.spool_held = len(self._unwritten)
+            if self._store_error is None or self._store_full_records is None:
+                room = free_bytes(self.spool_path) or 0
+                await self._store_failed(
+                    OSError(28, f"database or disk is full: {room / 2**20:.1f} MiB left on the spool's "
+                            f"filesystem, {HEADROOM_BYTES // 1024} KiB of it kept for deleting delivered records"),
+                    now,
+                )  # fmt: skip
+            else:
+                self._store_retry_at = now + 0.5
+            return
+        self.host.spool_held = 0
+        if self._store_error is not None:
+            self._store_recovered(now, len(inserts))
         self._flow_control()
+
+    def _fitting(self, inserts: list[bytes]) -> int:
+        """(Spool thread.) How many of `inserts` the spool can take while HEADROOM_BYTES of its
+        filesystem stay free for the delivery process's deletions and the WAL's checkpoints: the
+        free space plus the pages free inside the file (a record needs its bytes about twice while
+        it goes through the WAL, and some more in the file)."""
+        if not inserts:
+            return 0
+        room = free_bytes(self.spool_path)
+        if room is None:
+            return len(inserts)
+        budget = room - HEADROOM_BYTES
+        if budget < 3 * sum(map(len, inserts)) and self.spool is not None:
+            # Pages free in the file take records without the file growing.
+            budget += self.spool.free_pages_bytes()
+        if budget >= 3 * sum(map(len, inserts)):
+            return len(inserts)
+        used = 0
+        for i, record in enumerate(inserts):
+            used += 3 * len(record) + 64
+            if used > budget:
+                return i
+        return len(inserts)
+
+    def _write(self, inserts: list[bytes]) -> int:
+        """(Spool thread.) One commit of as many of `inserts` as the disk has room for (see
+        `_fitting`), the state file after it, and now and then a passive WAL checkpoint and the
+        disk reserve. Returns how many were written."""
+        spool = self.spool
+        assert spool is not None
+        if self._reopen:
+            # After repeated failures a new connection: one that saw an I/O error (a filesystem
+            # remounted read-only and back) may keep failing where a new one works.
+            try:
+                fresh = Spool(self.spool_path, **spool_options(self.config))
+            except StartupError as exc:
+                raise OSError(str(exc)) from None
+            self._reopen = False
+            with contextlib.suppress(sqlite3.Error):
+                spool.close()
+            self.spool = spool = fresh
+        fit = self._fitting(inserts)
+        if fit:
+            spool.apply(inserts if fit == len(inserts) else inserts[:fit])
+        else:
+            spool.refresh()
+        if self._state_file is not None:
+            self._state_file.write(spool.inserted, spool.records)
+        now = time.monotonic()
+        if now - self._checkpointed >= CHECKPOINT_INTERVAL or spool.wal_size() > WAL_LIMIT:
+            self._checkpointed = now
+            try:
+                spool.checkpoint()
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint failed: %s", exc)
+        if now - self._reserve_checked >= RESERVE_CHECK and self._reserve is not None:
+            self._reserve_checked = now
+            self._reserve.ensure()
+        return fit
+
+    def _store_retry_due(self, now: float) -> bool:
+        """While the spool fails: is the next attempt due (after the backoff)? A disk-full
+        attempt writes only what fits above the headroom kept for deletions (`_fitting`)."""
+        return now >= self._store_retry_at
+
+    async def _store_failed(self, exc: BaseException, now: float) -> None:
+        self.host.spool_write_failures += 1
+        reason = str(exc) or type(exc).__name__
+        if self._store_error is None:
+            self._store_since = self._store_logged = now
+            self._store_backoff = STORE_RETRY_MIN
+            log.error(
+                "SPOOL WRITE FAILED (%s): %d records held in memory; listeners paused (UDP datagrams are "
+                "discarded and counted in nwsyslog_overload_dropped, TCP senders wait); retrying",
+                reason,
+                len(self._unwritten),
+            )
+        else:
+            self._store_backoff = min(self._store_backoff * 2, STORE_RETRY_MAX)
+        self._store_error = reason
+        self._store_retry_at = now + self._store_backoff
+        if is_disk_full(exc):
+            self._store_full_records = self.spool.records if self.spool is not None else 0
+            # SQLite's own "disk is full" (not the headroom kept above): the disk filled behind
+            # the spool's back; the reserve gives the deletions room.
+            if (
+                isinstance(exc, sqlite3.Error)
+                and self._reserve is not None
+                and await self._in_db(self._reserve.release)
+            ):
+                log.warning(
+                    "disk full: released the %d MiB reserve beside the spool, so that delivered records can "
+                    "still be deleted and the spool drain",
+                    RESERVE_BYTES // 2**20,
+                )
+        else:
+            self._store_full_records = None
+            if self.host.spool_write_failures % 3 == 0:
+                self._reopen = True
+        self._set_paused()
+
+    def _store_recovered(self, now: float, written: int) -> None:
+        log.warning(
+            "the spool is writable again after %.1f s: %d held records written; listeners resumed",
+            now - self._store_since,
+            written,
+        )
+        self._store_error = None
+        self._store_full_records = None
+        self._set_paused()
 
     def _bound(self, inserts: list[bytes]) -> list[bytes]:
         """Apply the size bound: with drop_newest, what does not fit is dropped (counted, logged)."""
@@ -381,12 +615,17 @@ class Service:
         return inserts[:kept]
 
     def _flow_control(self) -> None:
-        """With overflow 'block', pause the listeners at the bound and resume below 90%."""
+        """With overflow 'block', pause the listeners at the bound and resume below 90%. While
+        stopping, the spool may go past its bound by `max_in_memory` records: what paused TCP
+        senders had queued is read into it rather than left in the kernel."""
         spool, bound = self.spool, self.config.spool
         assert spool is not None
         if bound.overflow != "block":
             return
-        fill = max(spool.records / bound.max_records, spool.bytes / bound.max_bytes)
+        records = spool.records - (bound.max_in_memory if self._stopping else 0)
+        fill = max(records / bound.max_records, spool.bytes / bound.max_bytes)
+        if self._stopping:
+            fill = records / bound.max_records
         if not self._spool_full and fill >= PAUSE_HIGH:
             self._spool_full = True
             log.error(
@@ -417,7 +656,7 @@ class Service:
             )
 
     def _set_paused(self) -> None:
-        paused = self._spool_full or self._backlog_full
+        paused = self._spool_full or self._backlog_full or self._store_error is not None
         if paused != self._paused:
             self._paused = paused
             for s in self.sources:
@@ -427,12 +666,64 @@ class Service:
                     s.resume()
 
     async def _watch_delivery(self) -> None:
-        """The delivery process must not end before the service: if it does, stop (everything
-        it did not delete stays spooled for the next run)."""
-        assert self.delivery is not None
-        await self.delivery.ended.wait()
-        code = await self.delivery.reap()
-        raise RuntimeError(f"the delivery process ended unexpectedly (exit code {code})")
+        """The watchdog: the delivery process reports every 0.5 s. Silent for
+        `watchdog.stalled_after` seconds (SIGSTOP, a hang) it counts as stalled (logged,
+        /readyz 503); silent for `watchdog.restart_after` it is killed. One that ended (killed
+        or on its own) is started again; what it had not deleted is sent again (at least once).
+        More than RESTARTS_ALLOWED restarts within RESTART_WINDOW seconds stop the service."""
+        watchdog = self.config.watchdog
+        restarts: collections.deque[float] = collections.deque(maxlen=RESTARTS_ALLOWED)
+        while True:
+            delivery = self.delivery
+            assert delivery is not None
+            while not delivery.ended.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(delivery.ended.wait(), WATCH_INTERVAL)
+                if delivery.ended.is_set():
+                    break
+                silent = time.monotonic() - delivery.last_heard
+                self.host.delete_failures = delivery.delete_failures
+                if silent >= watchdog.restart_after:
+                    log.error(
+                        "the delivery process (pid %s) has not reported for %.0f s: killing it and starting "
+                        "a new one (what it had not deleted is sent again)",
+                        delivery.pid,
+                        silent,
+                    )
+                    self.host.delivery_state = "restarting"
+                    delivery.kill()
+                    break
+                if silent >= watchdog.stalled_after and self.host.delivery_state != "stalled":
+                    self.host.delivery_state = "stalled"
+                    log.error(
+                        "the delivery process (pid %s) has not reported for %.0f s (stopped or hung?); "
+                        "it is restarted after %.0f s of silence",
+                        delivery.pid,
+                        silent,
+                        watchdog.restart_after,
+                    )
+                elif silent < watchdog.stalled_after and self.host.delivery_state == "stalled":
+                    self.host.delivery_state = "running"
+                    log.warning("the delivery process reports again")
+            code = await delivery.reap()
+            if self._stopping:
+                return
+            now = time.monotonic()
+            restarts.append(now)
+            if len(restarts) == RESTARTS_ALLOWED and now - restarts[0] < RESTART_WINDOW:
+                raise RuntimeError(
+                    f"the delivery process ended {RESTARTS_ALLOWED} times within {RESTART_WINDOW:.0f} s "
+                    f"(last exit code {code}); stopping"
+                )
+            if self.host.delivery_state != "restarting":
+                log.error("the delivery process ended (exit code %s); starting a new one", code)
+            self.host.delivery_state = "restarting"
+            fresh = DeliveryProcess(delivery.settings, on_request=self.metrics.observe_request)
+            await fresh.start()
+            self.delivery = fresh
+            self.host.delivery_restarts += 1
+            self.host.delivery_state = "running"
+            log.warning("a new delivery process (pid %s) is running", fresh.pid)
 
     async def _reloader(self) -> None:
         loop = asyncio.get_running_loop()
@@ -465,9 +756,22 @@ class Service:
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: reading what senders already sent, then closing listeners and flushing")
+        self._stopping = True
+        if self._store_error is None and self.spool is not None:
+            # Paused listeners are read again: what the senders queued goes into the spool
+            # (past its bound by up to max_in_memory records) rather than being reset.
+            self._spool_full = False
+            self._flow_control()
+            self._set_paused()
         await self._drain()
+        left = 0
         for s in self.sources:
+            unread = getattr(s, "unread_bytes", None)
+            if unread is not None:
+                left += unread()
             s.close()
+        if left:
+            log.warning("stopping: %d bytes that senders had sent were left unread in the kernel's buffers", left)
         self._closing = True
         self._wake_writer.set()
         for task in tasks:
@@ -477,9 +781,37 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.spool is not None and self.pipeline is not None:
             self._refreshed = 0.0
-            await self._commit()
+            await self._final_commit()
         await self._stop_delivery()
         await self._close_resources()
+
+    async def _final_commit(self) -> None:
+        """The last commit; while the spool fails, retried for up to `shutdown_timeout` seconds.
+        What still could not be written is lost, and said so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_timeout
+        while True:
+            await self._commit(force=True)
+            if self._store_error is None or loop.time() >= deadline:
+                break
+            await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
+        if self._unwritten:
+            stashed = stash(self.spool_path, self._unwritten)
+            if stashed is not None:
+                log.error(
+                    "%d records could not be written to the spool before the stop (%s): kept in %s; "
+                    "the next start takes them in",
+                    len(self._unwritten),
+                    self._store_error,
+                    stashed,
+                )
+            else:
+                log.critical(
+                    "%d records could not be written to the spool before the stop (%s): they are lost",
+                    len(self._unwritten),
+                    self._store_error,
+                )
+            self._unwritten = []
 
     async def _drain(self) -> None:
         """Stop accepting connections, and keep reading until no message arrives for DRAIN_IDLE
@@ -515,11 +847,18 @@ class Service:
         if self.delivery is not None and not self.delivery.ended.is_set():
             await self.delivery.stop(0)  # (a start that failed after it)
         if self.spool is not None:
-            await self._in_db(self.spool.refresh)
-            remaining = self.spool.records
-            await self._in_db(self.spool.close)
-            log.info("spool closed with %d records waiting", remaining)
+            spool = self.spool
+            try:
+                await self._in_db(spool.refresh)
+                remaining: int | str = spool.records
+            except (sqlite3.Error, OSError) as exc:
+                remaining = f"an unknown number of ({exc})"
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._in_db(spool.close)
+            log.info("spool closed with %s records waiting", remaining)
             self.spool = None
+        if self._state_file is not None:
+            self._state_file.close()
         self._db.shutdown(wait=True)
         if self._metrics_server is not None:
             self._metrics_server.should_exit = True

@@ -2,7 +2,10 @@
 
 A source knows nothing of Netwrix or of parsing: it receives bytes, applies the accept list and
 framing, and hands each raw message to `handler(raw, peer_ip, received_at)` synchronously.
-Nothing raises out of a source for bad input; every drop is counted in `SourceStats`.
+Nothing raises out of a source for bad input; every drop is counted in `SourceStats`. A TLS
+listener does each handshake itself and checks the client's certificate (`tls_server`) before
+the connection may send; a failed handshake or a refused client is closed, counted and logged
+(at most once a minute per address).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any, Self, cast
 from parsers.framing import Framer
 
 from .errors import StartupError
+from .rate_limit import LogThrottle
+from .tls_server import PermittedPeers, check_peer, handshake_failure
 
 log = logging.getLogger("nwsyslog.sources")
 
@@ -31,6 +36,8 @@ Handler = Callable[[bytes, str, float], None]
 """Receives one raw message, the sender's IP address and the receive time (time.time())."""
 
 MAX_DATAGRAM = 65535
+HANDSHAKE_TIMEOUT = 60.0  # seconds a TLS client has to complete its handshake (asyncio's default)
+REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about refused TLS clients of one address
 
 
 @dataclass
@@ -46,6 +53,10 @@ class SourceStats:
     connections: int = 0
     idle_closed: int = 0
     shed: int = 0  # datagrams read and discarded while the service was paused (overload)
+    # TLS clients refused for their certificate: none where one is required, not signed by the
+    # CA (both in the handshake), or not in permitted_peers (after it).
+    tls_refused: int = 0
+    tls_handshake_failures: int = 0  # other failed TLS handshakes: no TLS spoken, protocol errors, timeouts
 
 
 class AcceptList:
@@ -347,6 +358,22 @@ class _TcpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def unread_bytes(self) -> int:
+        """Bytes the sender sent that wait unread in the kernel's receive buffer."""
+        if self._transport is None:
+            return 0
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        try:
+            import fcntl
+            import struct
+            import termios
+
+            return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+        except (OSError, ValueError):
+            return 0
+
     def pause_reading(self, paused: bool) -> None:
         if self._transport is not None and not self._transport.is_closing():
             if paused:
@@ -355,8 +382,63 @@ class _TcpConnection(asyncio.Protocol):
                 self._transport.resume_reading()
 
 
+def _closer(sock: socket.socket) -> Callable[[asyncio.Task[None]], None]:
+    """A done callback closing `sock` (a listening socket, once its accept loop ended)."""
+
+    def close(_: asyncio.Task[None]) -> None:
+        sock.close()
+
+    return close
+
+
+class _Held(asyncio.Protocol):
+    """The application protocol of a TLS connection until its client is admitted.
+
+    It holds the accepted socket (closed here if the handshake never started), and what the
+    connection receives between the handshake and the peer check (asyncio's TLS protocol reads
+    the first data before the awaiting task resumes), for the `_TcpConnection` it is then handed
+    to, or to be discarded with a refused client."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.started = False
+        self.data: list[bytes] = []
+        self.eof = False
+        self.lost: tuple[Exception | None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+    def hand_to(self, connection: _TcpConnection, transport: asyncio.Transport) -> None:
+        """Make `connection` the transport's protocol, and give it what was held."""
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        for data in self.data:
+            connection.data_received(data)
+        if self.eof:
+            connection.eof_received()
+        if self.lost is not None:
+            connection.connection_lost(self.lost[0])
+
+
 class TcpSource(Source):
-    """Receives syslog over TCP, or TLS (RFC 5425) when given an SSL context."""
+    """Receives syslog over TCP, or TLS (RFC 5425) when given an SSL context.
+
+    A TLS listener accepts connections itself and does each handshake with
+    `loop.connect_accepted_socket` rather than through `create_server(ssl=...)`: a server's
+    failed handshake never reaches the application (asyncio and uvloop close it, logging at
+    most at debug level), and this way each one is counted and logged. A client's certificate
+    (when the context asks for one) must then also match `permitted_peers`
+    (`tls_server.check_peer`; empty: any certificate the context verified) before a byte it sent
+    is handed over. Plain TCP keeps the loop's own accept path.
+    """
 
     kind = "tcp"
 
@@ -370,31 +452,136 @@ class TcpSource(Source):
         max_message: int = 65536,
         idle_timeout: float = 300.0,
         ssl_context: ssl.SSLContext | None = None,
+        permitted_peers: Iterable[str] = (),
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         reuse_port: bool = False,
     ) -> None:
         super().__init__(host, port, handler, accept)
+        if ssl_context is not None:
+            self.kind = "tls"
         self.max_message = max_message
         self.idle_timeout = idle_timeout
         self._ssl = ssl_context
+        self.permitted = PermittedPeers(permitted_peers)
+        self._handshake_timeout = handshake_timeout
         self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self.connections: set[_TcpConnection] = set()
+        self._accepting: list[asyncio.Task[None]] = []  # TLS: one accept loop per listening socket
+        self._handshakes: dict[asyncio.Task[None], _Held] = {}
+        self._refusals_logged = LogThrottle(REFUSAL_LOG_EVERY)
 
     async def start(self) -> None:
         """Bind and start accepting; raises StartupError if the address cannot be bound."""
         loop = asyncio.get_running_loop()
+        if self._ssl is not None:
+            for sock in self._listening_sockets():
+                task = loop.create_task(self._accept_loop(sock), name=f"nwsyslog-tls-accept-{self.port}")
+                task.add_done_callback(_closer(sock))
+                self._accepting.append(task)
+            return
         try:
             self._server = await loop.create_server(
                 lambda: _TcpConnection(self),
                 self.host,
                 self.port,
-                ssl=self._ssl,
                 reuse_port=self._reuse_port or None,
                 backlog=1024,
             )
         except OSError as exc:
             raise self._bind_error(exc) from None
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _listening_sockets(self) -> list[socket.socket]:
+        """Bound, listening, non-blocking sockets for host:port, as `create_server` makes them
+        (one per address the host resolves to; IPv6 ones IPv6 only)."""
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            raise self._bind_error(exc) from None
+        socks: list[socket.socket] = []
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self._reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(1024)
+                sock.setblocking(False)
+            except OSError as exc:
+                for s in socks:
+                    s.close()
+                raise self._bind_error(exc) from None
+        self.port = socks[0].getsockname()[1]
+        return socks
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, address = await loop.sock_accept(sock)
+            except OSError as exc:  # out of file descriptors, and the like: the listener goes on
+                if self._refusals_logged.allow("accept"):
+                    log.error("tls://%s:%d cannot accept connections: %s", self.host, self.port, exc)
+                await asyncio.sleep(0.1)
+                continue
+            ip, port = address[0], address[1]
+            if not self.accept.allows(ip):
+                self.stats.denied += 1
+                conn.close()
+                continue
+            held = _Held(conn)
+            task = loop.create_task(self._handshake(held, ip, port))
+            self._handshakes[task] = held
+            task.add_done_callback(self._handshake_done)
+
+    async def _handshake(self, held: _Held, ip: str, port: int) -> None:
+        """The TLS handshake over an accepted connection, then the peer check: hand it to a
+        `_TcpConnection`, or close it (counted, logged)."""
+        assert self._ssl is not None
+        held.started = True  # from here the connection's transport owns (and closes) the socket
+        try:
+            tls, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: held, held.sock, ssl=self._ssl, ssl_handshake_timeout=self._handshake_timeout
+            )
+        except Exception as exc:  # (a cancellation, at close, is no client's failure: not caught)
+            reason, refused = handshake_failure(exc)
+            self._refuse(ip, port, "TLS handshake from %s failed: %s", reason, refused=refused)
+            return
+        why = check_peer(tls.get_extra_info("ssl_object"), self.permitted)
+        if why is not None:
+            tls.abort()
+            self._refuse(ip, port, "TLS client %s refused: %s", why, refused=True)
+            return
+        held.hand_to(_TcpConnection(self), tls)
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        held = self._handshakes.pop(task, None)
+        if held is not None and not held.started:  # cancelled before it began
+            held.sock.close()
+        if not task.cancelled() and task.exception() is not None:  # a bug: say so, the listener goes on
+            log.error("TLS connection setup failed", exc_info=task.exception())
+
+    def _refuse(self, ip: str, port: int, template: str, reason: str, *, refused: bool) -> None:
+        """Count a refused client or a failed handshake; log it (`template` % (address, reason))
+        unless this address was logged in the last minute (a client retrying in a loop must not
+        flood the log)."""
+        if refused:
+            self.stats.tls_refused += 1
+        else:
+            self.stats.tls_handshake_failures += 1
+        if self._refusals_logged.allow(ip):
+            address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            log.warning(
+                template + " (counted; more from this address within %d s are not logged)",
+                address,
+                reason,
+                REFUSAL_LOG_EVERY,
+            )
 
     def pause(self) -> None:
         super().pause()
@@ -410,10 +597,18 @@ class TcpSource(Source):
         """Take no new connections (what is connected is still read, until `close`)."""
         if self._server is not None:
             self._server.close()
+        for task in self._accepting:
+            task.cancel()  # its done callback closes the listening socket
+
+    def unread_bytes(self) -> int:
+        """Bytes senders sent that wait unread in the kernel (what a close now would discard)."""
+        return sum(connection.unread_bytes() for connection in list(self.connections))
 
     def close(self) -> None:
         """Stop accepting and close every connection; idempotent."""
         self.stop_accepting()
+        for task in list(self._handshakes):
+            task.cancel()
         for connection in list(self.connections):
             with contextlib.suppress(Exception):
                 connection.abort()

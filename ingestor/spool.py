@@ -32,6 +32,14 @@ Durability: WAL with `synchronous=NORMAL` (the default) keeps every committed tr
 a crash of the process (`kill -9`); `synchronous=FULL` also across a power loss, at a cost per
 commit. The file and its WAL are created with mode 0600.
 
+The WAL stays small whatever the load: SQLite checkpoints it every `WAL_AUTOCHECKPOINT` pages,
+the writer also checkpoints (passively) at least once a second (`checkpoint`), and
+`journal_size_limit` truncates the file back to `WAL_LIMIT` bytes when it restarts. Committed
+transactions are thus in the database file itself within about a second: a WAL file lost after
+a crash costs at most that. `counts.inserted` counts every record ever inserted; the listening
+process writes it beside the file after each commit (`ingestor.spool_health.StateFile`), so a
+start can tell when committed transactions went missing with the WAL.
+
 The class is synchronous and not thread-safe: each process calls it from one dedicated thread.
 Writers take turns (SQLite's write lock), waiting up to `LOCK_TIMEOUT` seconds for it.
 """
@@ -61,9 +69,12 @@ class SpoolOptions(TypedDict):
     fmt: str
     sync: Sync
     secure_delete: bool
+    lock_timeout: float
 
 
 LOCK_TIMEOUT = 60.0  # seconds a write waits for another process's transaction to end
+WAL_AUTOCHECKPOINT = 64  # pages (1 MiB at 16 KiB pages) after which a commit checkpoints
+WAL_LIMIT = 1024 * 1024  # bytes the WAL file is truncated to when it restarts
 ROW_RECORDS = 1024  # records stored in one row at most (a commit with more takes several)
 SLOTS = 1 << 16  # key = row id * SLOTS + position in the row
 PAGE_SIZE = 16384  # bytes per page in a new spool file
@@ -80,11 +91,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counts (
     one INTEGER PRIMARY KEY CHECK (one = 1),
-    records INTEGER NOT NULL, bytes INTEGER NOT NULL, quarantined INTEGER NOT NULL
+    records INTEGER NOT NULL, bytes INTEGER NOT NULL, quarantined INTEGER NOT NULL,
+    inserted INTEGER NOT NULL DEFAULT 0
 );
 """
 
 _COUNT = "UPDATE counts SET records = records + ?, bytes = bytes + ?, quarantined = quarantined + ?"
+_INSERTED = "UPDATE counts SET inserted = inserted + ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +165,15 @@ class Spool:
         [b'<ActivityRecord/>', b'<ActivityRecord></ActivityRecord>']
     """
 
-    def __init__(self, path: str | Path, *, fmt: str, sync: Sync = "normal", secure_delete: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fmt: str,
+        sync: Sync = "normal",
+        secure_delete: bool = False,
+        lock_timeout: float = LOCK_TIMEOUT,
+    ) -> None:
         self.path = str(path)
         self.format = fmt
         self._row_records = ROW_RECORDS
@@ -163,7 +184,7 @@ class Spool:
                 # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
                 # same mode as the database file.
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_TIMEOUT)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=lock_timeout)
             # A new file gets 16 KiB pages (an existing one keeps its own): a row of a commit's
             # records spans a quarter as many pages, each a WAL frame written with a syscall
             # of its own: 4.1-4.5 against 4.6-5.3 us per record through the spool (insert, read,
@@ -174,6 +195,8 @@ class Spool:
             # Builds differ in their default (Debian's is ON): zeroing every deleted record's
             # bytes wrote freed pages once more, ~20% of the spool's insert and delete work.
             self._db.execute(f"PRAGMA secure_delete={'ON' if secure_delete else 'FAST'}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             with self._transaction(refresh=False) as db:  # (two processes may open a new file at once)
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -197,6 +220,7 @@ class Spool:
         self.records: int = 0
         self.bytes: int = 0
         self.quarantine_count: int = 0
+        self.inserted: int = 0  # records ever inserted (counts.inserted), read with the others
         self.refresh()
 
     @contextlib.contextmanager
@@ -225,6 +249,9 @@ class Spool:
         for column in ("lengths", "done"):
             if column not in columns:
                 db.execute(f"ALTER TABLE records ADD COLUMN {column} TEXT")
+        counted = {name for _, name, *_ in db.execute("PRAGMA table_info(counts)")}
+        if "inserted" not in counted:
+            db.execute("ALTER TABLE counts ADD COLUMN inserted INTEGER NOT NULL DEFAULT 0")
         if db.execute("SELECT 1 FROM counts").fetchone() is None:
             records, size = self._tally()
             quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
@@ -251,8 +278,8 @@ class Spool:
     def refresh(self) -> None:
         """Read the counters (`records`, `bytes`, `quarantine_count`) from the file, with every
         process's changes; `apply` and `retry` read them at the end of their transactions."""
-        self.records, self.bytes, self.quarantine_count = self._db.execute(
-            "SELECT records, bytes, quarantined FROM counts"
+        self.records, self.bytes, self.quarantine_count, self.inserted = self._db.execute(
+            "SELECT records, bytes, quarantined, inserted FROM counts"
         ).fetchone()
 
     def apply(
@@ -287,6 +314,8 @@ class Spool:
                 )
             gone, gone_bytes = self._settle(settled)
             db.execute(_COUNT, (len(inserts) - gone, sum(map(len, inserts)) - gone_bytes, len(moved)))
+            if inserts:
+                db.execute(_INSERTED, (len(inserts),))
 
     def _settle(self, settled: dict[int, set[int]]) -> tuple[int, int]:
         """Mark these positions of these rows done; a row all done is deleted. Returns how many
@@ -388,7 +417,60 @@ class Spool:
             db.executemany("INSERT INTO records (data, created) VALUES (?, ?)", ((data, now) for _, data in rows))
             db.execute(f"DELETE FROM quarantine{where}", args)
             db.execute(_COUNT, (len(rows), sum(len(data) for _, data in rows), -len(rows)))
+            db.execute(_INSERTED, (len(rows),))
         return len(rows)
+
+    def restore(self, records: Iterable[tuple[object, ...]], quarantine: Iterable[tuple[object, ...]] = ()) -> int:
+        """Copy salvaged rows into this (fresh) spool: `records` as (id, data, created, lengths,
+        done), `quarantine` as (id, record_id, data, reason, created); the counts are then
+        recomputed from the rows. Returns the number of waiting records restored."""
+        db = self._db
+        with self._transaction():
+            for _, data, created, lengths, done in records:
+                if not isinstance(data, bytes) or not data:
+                    continue
+                try:  # a row whose lengths do not cut its data is kept whole, as one record
+                    if lengths is not None and sum(json.loads(str(lengths))) != len(data):
+                        lengths, done = None, None
+                except (ValueError, TypeError):
+                    lengths, done = None, None
+                db.execute(
+                    "INSERT INTO records (data, created, lengths, done) VALUES (?, ?, ?, ?)",
+                    (data, created if isinstance(created, float | int) else time.time(), lengths, done),
+                )
+            moved = 0
+            for _, record_id, data, reason, created in quarantine:
+                if isinstance(data, bytes):
+                    db.execute(
+                        "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
+                        (record_id, data, str(reason), created if isinstance(created, float | int) else time.time()),
+                    )
+                    moved += 1
+            records_n, size = self._tally()
+            quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            db.execute(
+                "UPDATE counts SET records = ?, bytes = ?, quarantined = ?, inserted = inserted + ?",
+                (records_n, size, quarantined, records_n),
+            )
+        return self.records
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file as far as readers allow (PASSIVE:
+        never waits); the next writer then restarts the WAL from its start."""
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def free_pages_bytes(self) -> int:
+        """Bytes of the pages free inside the database file (reused before the file grows)."""
+        count = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int(count) * int(size)
+
+    def wal_size(self) -> int:
+        """The WAL file's size in bytes (0 when there is none)."""
+        try:
+            return os.stat(self.path + "-wal").st_size
+        except OSError:
+            return 0
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""

@@ -104,11 +104,116 @@ def test_error_list_text(body, content_type, text):
     assert error_list_text(body, content_type) == text
 
 
+# --- Who may connect: client certificates on tls:// listeners, rate limits per source.
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """Files where a listener's configuration names them (their content is server_context's to read)."""
+    files = {}
+    for name in ("cert_file", "key_file", "ca_file"):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text("-----BEGIN CERTIFICATE-----\n")
+    return files
+
+
+def tls_listener(files, **keys):
+    from ingestor.config import ListenerConfig
+
+    return ListenerConfig(url="tls://0.0.0.0:6514", cert_file=files["cert_file"], key_file=files["key_file"], **keys)
+
+
+def test_client_verification_defaults(tls_files):
+    assert tls_listener(tls_files).verify_client == "none"
+    with_ca = tls_listener(tls_files, ca_file=tls_files["ca_file"])
+    assert (with_ca.verify_client, with_ca.permitted_peers) == ("required", ())
+    assert tls_listener(tls_files, ca_file=tls_files["ca_file"], verify_client="optional").verify_client == "optional"
+
+
+@pytest.mark.parametrize("scheme", ["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ({"ca_file": "CA"}, "ca_file"),
+        ({"verify_client": "required"}, "verify_client"),
+        ({"permitted_peers": ["*.example.com"]}, "permitted_peers"),
+    ],
+)
+def test_client_certificate_keys_are_refused_on_udp_and_tcp(tls_files, scheme, keys, named):
+    from ingestor.config import ListenerConfig
+
+    keys = {k: tls_files["ca_file"] if v == "CA" else v for k, v in keys.items()}
+    message = rf"{named}: client certificates are checked on tls:// listeners only, not on {scheme}://"
+    with pytest.raises(ValidationError, match=message):
+        ListenerConfig(url=f"{scheme}://0.0.0.0:514", **keys)
+    assert ListenerConfig(url=f"{scheme}://0.0.0.0:514", verify_client="none").verify_client == "none"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"verify_client": "required"}, r"verify_client required needs ca_file"),
+        ({"verify_client": "optional"}, r"verify_client optional needs ca_file"),
+        ({"permitted_peers": ["sw1.example.net"]}, r"permitted_peers needs ca_file"),
+        ({"ca_file": "CA", "verify_client": "none"}, r"ca_file with verify_client none: no client certificate"),
+        ({"ca_file": "missing"}, r"ca_file: \S+missing is not a readable file"),
+        ({"ca_file": "CA", "verify_client": "sometimes"}, r"verify_client\n  Input should be 'required', 'optional'"),
+        ({"ca_file": "CA", "permitted_peers": ["sha256:AB:CD"]}, r"'sha256:AB:CD' is not a SHA-256 fingerprint"),
+        ({"ca_file": "CA", "permitted_peers": ["sha256:" + "g" * 64]}, r"is not a SHA-256 fingerprint"),
+        ({"ca_file": "CA", "permitted_peers": [""]}, r"'' is neither a name pattern nor a sha256: fingerprint"),
+        ({"ca_file": "CA", "permitted_peers": ["two words"]}, r"neither a name pattern"),
+    ],
+)
+def test_bad_client_verification_settings_are_refused_precisely(tls_files, tmp_path, keys, message):
+    keys = {k: tls_files["ca_file"] if v == "CA" else tmp_path / v if v == "missing" else v for k, v in keys.items()}
+    with pytest.raises(ValidationError, match=message):
+        tls_listener(tls_files, **keys)
+
+
+def test_permitted_peers_are_normalized(tls_files):
+    digest = "AB:" * 31 + "CD"
+    listener = tls_listener(
+        tls_files, ca_file=tls_files["ca_file"], permitted_peers=["*.Devices.Example.NET", f"SHA256:{digest}"]
+    )
+    assert listener.permitted_peers == ("*.devices.example.net", "sha256:" + "ab" * 31 + "cd")
+
+
+def test_a_bad_listener_in_a_file_is_a_config_error_at_its_line(tmp_path, tls_files):
+    from ingestor.config import load_service_config
+
+    path = tmp_path / "nwsyslog.yaml"
+    path.write_text(f"listeners:\n  - url: udp://0.0.0.0:514\n    ca_file: {tls_files['ca_file']}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_service_config(path)
+    assert caught.value.key == "listeners[0]" and caught.value.line == 2
+    assert caught.value.reason.startswith(
+        "ca_file: client certificates are checked on tls:// listeners only, not on udp://"
+    )
+
+
+def test_rate_limits_per_source():
+    from ingestor.config import SourceConfig
+
+    source = SourceConfig(cidr="10.0.0.0/8", rate_limit={"messages_per_second": 50, "burst": 200})
+    assert source.rate_limit is not None
+    assert (source.rate_limit.messages_per_second, source.rate_limit.burst) == (50.0, 200)
+    assert SourceConfig(cidr="10.0.0.0/8").rate_limit is None, "off by default"
+    for bad, message in [
+        ({"messages_per_second": 0, "burst": 10}, "greater than 0"),
+        ({"messages_per_second": 10, "burst": 0}, "greater than or equal to 1"),
+        ({"messages_per_second": 10}, r"burst\n  Field required"),
+        ({"messages_per_second": 10, "burst": 5, "per": "minute"}, "Extra inputs are not permitted"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            SourceConfig(cidr="10.0.0.0/8", rate_limit=bad)
+
+
 # --- Fuzzing the loaders: whatever the file holds, a configuration or a ConfigError naming it.
 
 _KEYS = ["listeners", "netwrix", "url", "auth", "password", "tls", "mode", "spool", "path", "batching",
          "linger", "max_in_memory", "rules", "paths", "sources", "cidr", "timezone", "metrics", "listen",
-         "pack", "id", "match", "regex", "record", "Who", "details", "examples", "line", "x"]  # fmt: skip
+         "pack", "id", "match", "regex", "record", "Who", "details", "examples", "line", "x", "ca_file",
+         "verify_client", "permitted_peers", "rate_limit", "messages_per_second", "burst"]  # fmt: skip
 _SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
     st.text(max_size=20), st.sampled_from(["udp://127.0.0.1:0", "tcp://[::1]:99999", "{user}", "(?P<a>", "*"]),

@@ -184,29 +184,26 @@ def test_delivery_runs_in_its_own_process_and_rows_added_behind_its_back_go_out_
     run(scenario())
 
 
-def test_if_the_delivery_process_dies_the_service_stops_and_the_next_run_sends_its_records(tmp_path: Path) -> None:
+def test_a_killed_delivery_process_is_started_again_and_what_it_held_is_delivered(tmp_path: Path) -> None:
     """The delivery process ignores SIGTERM (systemd and Ctrl-C reach the whole group: the
-    service decides when it stops); killed, it takes the service down with a clear reason, and
-    what it had not delivered goes out with the next run."""
+    service decides when it stops); killed, the watchdog starts a new one (counted), which sends
+    what the dead one had not delivered."""
 
     async def scenario() -> None:
-        with EmulatorServer.running(EmulatorSettings(outage_s=600)) as emulator:
-            service = Service(config(tmp_path, emulator.base_url))
-            task = asyncio.create_task(service.run())
-            await until(lambda: service.started.is_set())
-            assert service.delivery is not None and service.delivery.pid is not None
-            await send(service, [SUDO % i for i in range(40)])
-            await until(lambda: service.delivery is not None and service.delivery.stats.retries > 0)
-            os.kill(service.delivery.pid, signal.SIGTERM)
-            await asyncio.sleep(0.5)
-            assert not task.done() and not service.delivery.ended.is_set(), "SIGTERM is not for it"
-            os.kill(service.delivery.pid, signal.SIGKILL)
-            await asyncio.wait_for(task, 30)
-            assert isinstance(service.failure, RuntimeError) and "delivery process ended" in str(service.failure)
-            assert emulator.emulator.store.total == 0
-        with EmulatorServer.running(EmulatorSettings()) as emulator:
+        with EmulatorServer.running(EmulatorSettings(outage_s=3)) as emulator:
             async with running(config(tmp_path, emulator.base_url)) as service:
+                assert service.delivery is not None and service.delivery.pid is not None
+                first = service.delivery.pid
+                await send(service, [SUDO % i for i in range(40)])
+                await until(lambda: service.delivery is not None and service.delivery.stats.retries > 0)
+                os.kill(first, signal.SIGTERM)
+                await asyncio.sleep(0.5)
+                assert not service.delivery.ended.is_set(), "SIGTERM is not for it"
+                os.kill(first, signal.SIGKILL)
+                await until(lambda: service.host.delivery_restarts == 1 and service.delivery.pid != first, 30)
+                assert service.failure is None
                 await _delivered_once(service, emulator.emulator.store, 40)
+                assert b"nwsyslog_delivery_restarts_total 1.0" in service.metrics.text()
 
     run(scenario())
 
