@@ -298,6 +298,8 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
         msg.text = f"%{mn.group(1)}: {text}"
         return
     msg.program = None if app == "-" else app
+    if text.startswith("[ID "):  # a Solaris host's message relayed as RFC 5424
+        text = _strip_msgid(msg, text)
     msg.text = text
     _split_mnemonic(msg, text)
 

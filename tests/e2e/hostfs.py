@@ -131,6 +131,9 @@ class HostFs:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         self._log_file.close()
 
     def text(self) -> str:

@@ -240,16 +240,27 @@ def test_ctrl_c_right_after_a_burst_delivers_everything_that_reached_the_sockets
     assert len(whats(enum_all(emulator.url))) == 5000
 
 
-def test_if_the_delivery_process_is_killed_the_service_exits_1_and_says_why(
-    tmp_path: Path, emulator: EmulatorProcess
-) -> None:
-    """Exit code 1 (systemd's Restart=on-failure restarts it), one line naming the cause."""
+def test_if_the_delivery_process_is_killed_a_new_one_takes_over(tmp_path: Path, emulator: EmulatorProcess) -> None:
+    """The watchdog starts a new delivery process (the service keeps running), says so, and a
+    stop still ends with exit code 0."""
     service = ServiceProcess(write_config(tmp_path, emulator.url))
-    os.kill(delivery_process(service), signal.SIGKILL)
-    service.proc.wait(30)
+    first = delivery_process(service)
+    os.kill(first, signal.SIGKILL)
+
+    def current() -> int | None:
+        try:
+            return delivery_process(service)
+        except (AssertionError, OSError):
+            return None
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and current() in (first, None):
+        time.sleep(0.2)
+    assert service.proc.poll() is None, "the service keeps running"
+    assert current() not in (first, None)
     code, err = service.stop()
-    assert code == 1, err
-    assert "nwsyslog: stopped: the delivery process ended unexpectedly (exit code -9)" in err
+    assert code == 0, err
+    assert "the delivery process ended (exit code -9); starting a new one" in err
 
 
 def test_a_bad_config_is_one_clear_message_and_exit_code_2(tmp_path: Path) -> None:
