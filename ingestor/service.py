@@ -656,7 +656,7 @@ class Service:
             )
 
     def _set_paused(self) -> None:
-        paused = self._spool_full or self._backlog_full or self._store_error is not None
+        paused = self._spool_full or self._backlog_full or (self._store_error is not None and not self._stopping)
         if paused != self._paused:
             self._paused = paused
             for s in self.sources:
@@ -757,9 +757,10 @@ class Service:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: reading what senders already sent, then closing listeners and flushing")
         self._stopping = True
-        if self._store_error is None and self.spool is not None:
+        if self.spool is not None:
             # Paused listeners are read again: what the senders queued goes into the spool
-            # (past its bound by up to max_in_memory records) rather than being reset.
+            # (past its bound by up to max_in_memory records), or, while the spool fails, into
+            # memory and the stash file, rather than being reset.
             self._spool_full = False
             self._flow_control()
             self._set_paused()

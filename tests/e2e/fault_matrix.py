@@ -310,12 +310,42 @@ async def run_matrix(
     return results
 
 
+def host_table() -> int:
+    """Run tests/e2e/test_host_faults.py and print its figures as a table; its exit code."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nwsyslog-host-faults-") as tmp:
+        target = Path(tmp) / "figures.jsonl"
+        code = subprocess.call(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e/test_host_faults.py"],
+            env={**os.environ, "NWSYSLOG_FIGURES": str(target)},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        rows = [json.loads(line) for line in target.read_text().splitlines()] if target.exists() else []
+    print()
+    print("| host fault | sent | accepted | delivered | duplicated | lost, reported | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['fault']} | {r['sent']:,} | {r['accepted']:,} | {r['delivered']:,} | {r['duplicated']:,} | "
+              f"{r['reported_lost']:,} | {r['lost']:,} |")  # fmt: skip
+    return code
+
+
 def main() -> None:
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the CI durations (3 s outage, 600 records)")
+    parser.add_argument(
+        "--host", action="store_true", help="the host's faults instead (tests/e2e/test_host_faults.py, with figures)"
+    )
     args = parser.parse_args()
+    if args.host:
+        raise SystemExit(host_table())
     outage, count, seconds = (3.0, 600, 2.0) if args.short else (60.0, 5000, 70.0)
     with tempfile.TemporaryDirectory(prefix="nwsyslog-faults-") as tmp:
 

@@ -40,6 +40,29 @@ from tests.ingestor.test_service import config, running, until
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def figures(fault: str, sent: int, got: Counter[int], *, accepted: int | None = None, reported_lost: int = 0) -> None:
+    """Record a row of the host-fault table (`python3 -m tests.e2e.fault_matrix --host` prints
+    them) when NWSYSLOG_FIGURES names a file."""
+    target = os.environ.get("NWSYSLOG_FIGURES")
+    if not target:
+        return
+    import json
+
+    base = accepted if accepted is not None else sent
+    delivered_n = len(got)
+    row = {
+        "fault": fault,
+        "sent": sent,
+        "accepted": base,
+        "delivered": delivered_n,
+        "duplicated": sum(n - 1 for n in got.values()),
+        "reported_lost": reported_lost,
+        "lost": max(0, base - delivered_n - reported_lost),
+    }
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,6 +209,7 @@ def test_a_full_disk_with_netwrix_down_pauses_and_loses_nothing(tmp_path: Path) 
             assert duplicates <= 200, f"{duplicates} records sent twice"
             assert ready(mport)[0] == 200
             assert "Traceback" not in host.text()
+            figures("4 MB filesystem, Netwrix down then up", count, got)
         finally:
             host.close()
 
@@ -210,6 +234,8 @@ def test_a_small_disk_with_netwrix_up_keeps_the_wal_small(tmp_path: Path) -> Non
             wait_for(lambda: set(delivered(server.emulator.store)) >= set(range(count)), 60, "every line delivered")
             assert largest <= 2 * 1024 * 1024, f"the WAL grew to {largest} bytes"
             assert "SPOOL WRITE FAILED" not in host.text()
+            figures(f"4 MB filesystem, Netwrix up, 1,000/s (largest WAL {largest // 1024} KiB)", count,
+                    delivered(server.emulator.store))  # fmt: skip
         finally:
             host.close()
 
@@ -262,7 +288,9 @@ def test_a_disk_that_fails_mid_run_holds_what_was_read_and_the_next_start_delive
             host.close()
         got = delivered(server.emulator.store)
         assert len(got) >= accepted and set(got) <= set(sender.written)
+        assert len(got) == len(sender.written) == 3000, "the stop read what the paused sender had queued"
         assert max(got.values()) == 1, "nothing twice"
+        figures("ext4 fails mid-run (read-only), stop, repair, start", len(sender.written), got)
 
 
 # --- back-pressure and stop --------------------------------------------------------------------
@@ -291,6 +319,7 @@ def test_a_stop_under_back_pressure_reads_what_paused_senders_queued(tmp_path: P
             set_up(server)
             async with running(cfg) as service:
                 await until(lambda: set(delivered(server.emulator.store)) >= set(range(count)), 60)
+            figures("overflow block at the bound, then SIGTERM", count, delivered(server.emulator.store))
 
     run(scenario())
 
@@ -328,6 +357,7 @@ def test_a_stopped_delivery_process_is_seen_and_replaced(tmp_path: Path) -> None
                 assert service.failure is None
                 got = delivered(server.emulator.store)
                 assert sum(n - 1 for n in got.values()) <= 1000  # at most what the stopped one had in flight
+                figures("delivery process SIGSTOPped (replaced after 4 s)", count, got)
                 with __import__("contextlib").suppress(ProcessLookupError):
                     os.kill(stopped, signal.SIGCONT)
 
@@ -355,6 +385,7 @@ def test_a_held_write_lock_makes_commits_wait_and_retry_not_fail(tmp_path: Path)
                 await asyncio.to_thread(sender.join, 60)
                 await until(lambda: set(delivered(server.emulator.store)) >= set(range(count)), 60)
                 assert service.failure is None and service._store_error is None
+                figures("write lock held by another process", count, delivered(server.emulator.store))
 
     run(scenario())
 
@@ -401,7 +432,11 @@ def _restart_and_count(tmp_path: Path, spool: Path, count: int) -> tuple[int, in
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
         assert max(got.values(), default=1) == 1, "nothing twice"
+        _last_delivered[:] = [got]
         return len(set(got) & set(range(count))), lost, log_path.read_text()
+
+
+_last_delivered: list[Counter[int]] = []
 
 
 @pytest.mark.parametrize("damage", ["wal deleted", "wal truncated", "wal overwritten"])
@@ -422,6 +457,7 @@ def test_a_lost_or_damaged_wal_is_detected_and_its_loss_reported(tmp_path: Path,
             f.write(os.urandom(64 * 1024))
     got, lost, text = _restart_and_count(tmp_path, spool, count)
     assert got + lost == count, (got, lost)
+    figures(f"-wal {damage.split()[1]} after kill -9", count, _last_delivered[0], reported_lost=lost)
     if lost:
         assert "committed records are missing" in text and "salvaged" in text
 
@@ -448,6 +484,7 @@ def test_a_truncated_spool_is_salvaged_reported_and_not_a_crash_loop(tmp_path: P
     got, lost, text = _restart_and_count(tmp_path, spool, count)
     assert got + lost == count, (got, lost)
     assert 0 < got < count and lost > 0
+    figures("spool file cut in half after kill -9", count, _last_delivered[0], reported_lost=lost)
     assert "spool salvaged" in text and list(tmp_path.glob("spool.db.damaged-*"))
 
 
@@ -506,6 +543,7 @@ def test_repeated_kill_9_loses_at_most_the_last_commit_interval(tmp_path: Path) 
     lost = len(written - set(got))
     assert lost <= kills * 150, f"{lost} lines lost over {kills} kills"
     assert sum(n - 1 for n in got.values()) <= kills * 400
+    figures(f"{kills} x kill -9 under 700/s", len(written), Counter({n: c for n, c in got.items() if n in written}))
 
 
 @pytest.fixture(autouse=True)
