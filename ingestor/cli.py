@@ -139,6 +139,7 @@ def emulator(
     """Run a Netwrix Auditor Integration API emulator (write, enum, search)."""
     from .emulator import EmulatorServer, EmulatorSettings, self_signed_certificate
     from .emulator.app import API
+    from .emulator.server import existing_certificate
     from .netwrix.tls import colon_hex
 
     try:
@@ -166,7 +167,12 @@ def emulator(
             as_sent=as_sent,
         )
         with tempfile.TemporaryDirectory(prefix="nwsyslog-emulator-") as tmp:
-            cert = self_signed_certificate(tls_dir or Path(tmp), [host]) if tls else None
+            cert = None
+            if tls:
+                # --tls-dir keeps the certificate: reused at the next start, so a pinned thumbprint holds.
+                cert = (existing_certificate(tls_dir) if tls_dir is not None else None) or self_signed_certificate(
+                    tls_dir or Path(tmp), [host]
+                )
             server = EmulatorServer(settings, host, port, cert)
             click.echo(f"nwsyslog emulator listening on {server.base_url}")
             click.echo(f"  write: POST {server.base_url}{API}/   (also {API})")

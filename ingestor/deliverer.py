@@ -70,6 +70,7 @@ REPORT_INTERVAL = 0.5  # seconds between reports to the listening process
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
 COMMIT_RETRY_MAX = 5.0  # seconds between attempts at most while the spool refuses a commit
 FAIL_LOG_EVERY = 60.0  # seconds between "still failing" log lines
+SWAP_TIMEOUT = 5.0  # seconds the old client may finish its requests when new settings arrive
 START_TIMEOUT = 120.0  # seconds the listening process waits for the delivery process to be ready
 STOP_GRACE = 30.0  # seconds beyond the flush timeout before the delivery process is killed
 
@@ -268,6 +269,7 @@ class Deliverer:
         self._commit_backoff = 0.25
         self._commit_logged = 0.0
         self._read_logged = 0.0
+        self._swap = False  # new Netwrix settings: a new client for the next request
 
     async def _in_db(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -326,8 +328,9 @@ class Deliverer:
             while self._conn.poll():
                 kind, value = self._conn.recv()
                 if kind == "reload":
-                    if value is not None:
+                    if value is not None and value != self.netwrix:
                         self.netwrix = value
+                        self._swap = True  # the feeder replaces the client before its next read
                     self._reloaded.set()
                 elif kind == "stop":
                     self._stop_timeout = value
@@ -427,6 +430,9 @@ class Deliverer:
             if client.error is not None:
                 last_key = await self._recover(client)
                 continue
+            if self._swap:
+                last_key = await self._swap_client(client)
+                continue
             stopping = self._stop.is_set()  # (a read begun before the stop may miss the last commit)
             try:
                 rows = await self._in_db(self.spool.read_after, last_key, READ_CHUNK)
@@ -460,14 +466,36 @@ class Deliverer:
             HALT_RETRY,
         )
         await client.aclose(timeout=0)
-        self._reloaded.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
+        if not self._swap:  # (new settings that came just before the halt: tried at once)
+            self._reloaded.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reloaded.wait(), HALT_RETRY)
+        self._swap = False
         await self._commit()  # deletions of what was delivered before the halt, so it is not resent
         self.client = self._new_client()
         await self.client.start()
         self._halted = None
         self._report()
+        return 0
+
+    async def _swap_client(self, client: NetwrixClient) -> int:
+        """New Netwrix settings while delivering: let the requests under way finish (up to
+        SWAP_TIMEOUT s), commit what settled, and go on with a client built from the new
+        settings, from the start of the spool (what the old one did not settle is sent by the
+        new one)."""
+        self._swap = False
+        log.info("Netwrix settings reloaded: finishing the requests under way, then using the new settings")
+        left = await client.aclose(timeout=SWAP_TIMEOUT)
+        await self._commit(force=True)
+        self.client = self._new_client()
+        await self.client.start()
+        self._report()
+        log.warning(
+            "new Netwrix settings in effect from the next request (%s); %d records the old client had not settled "
+            "are sent with them",
+            self.netwrix.write_url,
+            len(left),
+        )
         return 0
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:

@@ -35,6 +35,23 @@ class Certificate:
     sha256: str
 
 
+def existing_certificate(directory: Path) -> Certificate | None:
+    """The certificate an earlier `self_signed_certificate` left in `directory`, if it is there
+    and still valid for a day, so that a pinned thumbprint survives a restart."""
+    cert_file = directory / "emulator-cert.pem"
+    key_file = directory / "emulator-key.pem"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if cert.not_valid_after_utc < dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
+        return None
+    return Certificate(
+        cert_file, key_file, cert.fingerprint(hashes.SHA1()).hex(), cert.fingerprint(hashes.SHA256()).hex()
+    )
+
+
 def self_signed_certificate(directory: Path, hosts: list[str]) -> Certificate:
     """Write a self-signed certificate valid for `hosts` (names or IPs) into `directory`."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -377,3 +378,16 @@ def test_validate_every_checks_the_first_and_every_nth_body_and_counts_the_rest(
     assert post(server, json_body([make_record(3)]), fmt="json").status_code == 200  # body 6
     assert server.emulator.store.total == 5
     assert server.emulator.stats["unchecked_writes"] == 3
+
+
+def test_a_tls_dir_keeps_the_certificate_across_restarts(tmp_path: Path) -> None:
+    """`nwsyslog emulator --tls --tls-dir DIR` reuses what DIR holds, so a pinned thumbprint
+    survives a restart; an empty or unreadable DIR gets a new certificate."""
+    from ingestor.emulator.server import existing_certificate, self_signed_certificate
+
+    assert existing_certificate(tmp_path) is None
+    made = self_signed_certificate(tmp_path, ["127.0.0.1"])
+    again = existing_certificate(tmp_path)
+    assert again is not None and (again.sha1, again.sha256) == (made.sha1, made.sha256)
+    (tmp_path / "emulator-key.pem").write_text("not a key")
+    assert existing_certificate(tmp_path) is None

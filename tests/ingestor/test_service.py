@@ -495,3 +495,37 @@ def test_spool_commands_show_and_retry_the_quarantine_under_the_configured_spool
         assert [data for _, data in spool.read_after(0, 10)] == [record, record]
         assert spool.quarantine_count == 0
     assert b"s3cr3t-reason" not in path.read_bytes()
+
+
+def test_new_netwrix_settings_apply_to_the_next_request_while_delivery_is_healthy(tmp_path: Path) -> None:
+    """The server's certificate is renewed and the operator pins the new thumbprint with SIGHUP
+    while delivery is healthy: the next write uses the new settings (not after a halt and its
+    60 s retry), and the log says when they took effect."""
+    import yaml
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings(), tls=True) as first:
+            port = first.port
+            assert first.cert is not None
+            doc = config(tmp_path, first.base_url).model_dump(mode="json", exclude_defaults=True)
+            doc["netwrix"]["tls"] = {"mode": "thumbprint", "thumbprint": first.cert.sha256}
+            path = tmp_path / "nwsyslog.yaml"
+            path.write_text(yaml.safe_dump(doc))
+            from ingestor.config import load_service_config
+
+            async with running(load_service_config(path), config_path=path) as service:
+                await send(service, [SUDO % i for i in range(10)])
+                await until(lambda: first.emulator.store.total == 10)
+                first.stop()
+                await asyncio.sleep(0.5)
+                with EmulatorServer.running(EmulatorSettings(), port=port, tls=True) as renewed:
+                    assert renewed.cert is not None and renewed.cert.sha256 != first.cert.sha256
+                    doc["netwrix"]["tls"]["thumbprint"] = renewed.cert.sha256
+                    path.write_text(yaml.safe_dump(doc))
+                    service.reload()
+                    await asyncio.sleep(1.0)
+                    await send(service, [SUDO % i for i in range(10, 20)])
+                    await until(lambda: renewed.emulator.store.total == 10, 15)
+                    assert service.halted is None
+
+    run(scenario())
