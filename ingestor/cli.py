@@ -189,8 +189,18 @@ def emulator(
 
 
 def _fail(error: Exception | str, code: int | None = None) -> NoReturn:
-    """One line on stderr, then the exit code: 2 for a ConfigError, 3 for a StartupError, else `code`."""
-    click.echo(f"nwsyslog: {error}", err=True)
+    """One line on stderr (a JSON object under --log-format json), then the exit code: 2 for a
+    ConfigError, 3 for a StartupError, else `code`."""
+    from .logs import current_settings
+
+    if current_settings()[1] == "json":
+        import json
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        click.echo(json.dumps({"time": now, "level": "error", "logger": "nwsyslog", "message": str(error)}), err=True)
+    else:
+        click.echo(f"nwsyslog: {error}", err=True)
     if code is None:
         code = (
             EXIT_CONFIG
@@ -395,7 +405,10 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
         task = asyncio.create_task(service.run())
         started = asyncio.create_task(service.started.wait())
         await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-        if service.started.is_set():
+        from .logs import current_settings
+
+        # With --log-format json, stdout and stderr carry nothing but JSON (the log says the same).
+        if service.started.is_set() and current_settings()[1] == "text":
             for source in service.sources:
                 click.echo(f"nwsyslog: listening on {source.kind}://{source.host}:{source.port}")
             if service.emulator is not None:

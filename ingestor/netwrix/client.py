@@ -220,7 +220,8 @@ class NetwrixClient:
             await self._sink.aclose()
         left = self.pending()
         if left:
-            log.warning("%d records were not delivered and are handed back to the caller", len(left))
+            # Not a loss: the caller (the spool) still holds them and sends them again.
+            log.info("%d records not acknowledged by the server yet; the caller keeps them", len(left))
         return left
 
     # DeliveryListener: the only signal that flows back.
