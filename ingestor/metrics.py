@@ -36,6 +36,7 @@ class HostState:
     delivery_restarts: int = 0  # delivery processes started again (stalled or ended)
     salvaged: int = 0  # records recovered from a damaged spool at start
     salvage_lost: int = 0  # records known lost with a damaged spool or its WAL
+    spool_oldest_age: float = 0.0  # seconds the oldest waiting record has waited (0: none)
 
 
 DELIVERY_STATES = ("starting", "running", "halted", "stalled", "restarting")
@@ -149,6 +150,11 @@ class _Collector(Collector):
             drops.add_metric([f"udp://{address}"], count)
         yield drops
         h = self.r.host()
+        yield GaugeMetricFamily(
+            "nwsyslog_spool_oldest_seconds",
+            "Seconds the oldest record waiting in the spool has waited (0 when none waits)",
+            value=h.spool_oldest_age,
+        )
         yield GaugeMetricFamily(
             "nwsyslog_spool_write_failing",
             "1 while commits to the spool fail (disk full, I/O error, read-only, locked): records wait in memory",

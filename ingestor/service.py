@@ -212,6 +212,8 @@ class Service:
         h = self.host
         h.spool_write_failing = self._store_error is not None
         h.listeners_paused = self._paused
+        oldest = self.spool.oldest if self.spool is not None else None
+        h.spool_oldest_age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
         if h.delivery_state not in ("stalled", "restarting"):
             h.delivery_state = "starting" if self.delivery is None else "halted" if self.halted else "running"
         return h

@@ -221,6 +221,7 @@ class Spool:
         self.bytes: int = 0
         self.quarantine_count: int = 0
         self.inserted: int = 0  # records ever inserted (counts.inserted), read with the others
+        self.oldest: float | None = None
         self.refresh()
 
     @contextlib.contextmanager
@@ -281,6 +282,8 @@ class Spool:
         self.records, self.bytes, self.quarantine_count, self.inserted = self._db.execute(
             "SELECT records, bytes, quarantined, inserted FROM counts"
         ).fetchone()
+        first = self._db.execute("SELECT created FROM records ORDER BY id LIMIT 1").fetchone()
+        self.oldest = float(first[0]) if first is not None else None  # when the oldest waiting row came
 
     def apply(
         self,

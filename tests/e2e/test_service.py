@@ -306,28 +306,3 @@ def test_workers_share_the_udp_port_and_lose_nothing(tmp_path: Path, emulator: E
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert (tmp_path / "spool.db").exists() and (tmp_path / "spool-w1.db").exists()
-
-
-def test_json_log_format_puts_nothing_but_json_on_stdout_and_stderr(tmp_path: Path) -> None:
-    """`--log-format json`: start-up lines, the log and the stop are JSON objects, one a line."""
-    import json
-
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"listeners: [udp://127.0.0.1:0]\nemulator: true\nmetrics: {{listen: null}}\n"
-        f"spool: {{path: {tmp_path / 'spool.db'}}}\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingestor.cli", "--log-format", "json", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(4)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    lines = [line for line in (out + err).splitlines() if line.strip()]
-    assert any("listening on udp://" in json.loads(line)["message"] for line in lines)
-    for line in lines:
-        assert isinstance(json.loads(line), dict), line

@@ -424,13 +424,16 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "ingestor.cli", "--log-format", "json", "run", "--config", str(bad)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "nwsyslog: spool" in line:
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "listening on udp://" in line:
             break
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    objects = [json.loads(line) for line in err.splitlines()]
+    out, err = proc.communicate(timeout=30)
+    assert out == "", "with --log-format json, stdout carries nothing but JSON (here: nothing)"
+    objects = [json.loads(line) for line in [*seen, *err.splitlines()] if line.strip()]
     assert objects and all({"time", "level", "logger", "message"} <= set(o) for o in objects)
     assert any(o["message"].startswith("listening on udp://") for o in objects)
 
@@ -527,5 +530,28 @@ def test_new_netwrix_settings_apply_to_the_next_request_while_delivery_is_health
                     await send(service, [SUDO % i for i in range(10, 20)])
                     await until(lambda: renewed.emulator.store.total == 10, 15)
                     assert service.halted is None
+
+    run(scenario())
+
+
+def test_the_oldest_waiting_records_age_is_a_metric(tmp_path: Path) -> None:
+    """`nwsyslog_spool_oldest_seconds`: 0 with nothing waiting, then how long the oldest record
+    has waited while Netwrix is down, and 0 again once it is delivered."""
+
+    def oldest(service: Service) -> float:
+        text = service.metrics.text().decode()
+        line = next(line for line in text.splitlines() if line.startswith("nwsyslog_spool_oldest_seconds "))
+        return float(line.split()[1])
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings(outage_s=2.5)) as emulator:
+            async with running(config(tmp_path, emulator.base_url)) as service:
+                assert oldest(service) == 0
+                await send(service, [SUDO % i for i in range(5)])
+                await until(lambda: service.spool is not None and service.spool.records == 5)
+                await asyncio.sleep(1.2)
+                assert oldest(service) >= 1.0
+                await until(lambda: emulator.emulator.store.total == 5)
+                await until(lambda: oldest(service) == 0)
 
     run(scenario())
