@@ -510,19 +510,11 @@ def check_config(file: Path) -> None:
         f"  metrics: {config.metrics.listen or 'off'}",
     ]
     click.echo("\n".join(lines))
-    from .spool_health import free_bytes, needed_bytes
+    from .spool_health import space_warning
 
-    spool_path = config.spool.path or default_spool_path()
-    room = free_bytes(spool_path)
-    need = needed_bytes(config.spool.max_bytes)
-    used = sum(os.path.getsize(f) for f in (spool_path, f"{spool_path}-wal") if os.path.exists(f))
-    if room is not None and room + used < need:
-        click.echo(
-            f"warning: the spool's filesystem has {room / 2**20:.1f} MiB free, but a full spool "
-            f"(spool.max_bytes {config.spool.max_bytes / 2**20:.1f} MiB) needs about {need / 2**20:.1f} MiB: "
-            "lower spool.max_bytes or give the spool more room",
-            err=True,
-        )
+    warning = space_warning(config.spool.path or default_spool_path(), config.spool.max_bytes)
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command("send")
@@ -645,17 +637,16 @@ def spool_salvage(config_path: Path | None, file: Path, into: Path | None) -> No
     import sqlite3
 
     from .service import spool_options
-    from .spool_health import check, salvage
+    from .spool_health import salvage
 
     config = _config_or_exit(config_path)
-    lost_with_wal = check(file).lost_with_wal
     try:
         result = salvage(file, spool_options(config), into=into)
     except (OSError, sqlite3.Error, StartupError) as exc:
         _fail(f"cannot salvage {file}: {exc}", EXIT_RUNTIME)
     click.echo(
         f"{into or file}: {result.recovered} records recovered ({result.method}), {result.quarantined} "
-        f"quarantined recovered, {max(result.lost, lost_with_wal)} known lost; the damaged file is "
+        f"quarantined recovered, {result.lost} known lost; the damaged file is "
         f"{result.damaged}"
     )
 

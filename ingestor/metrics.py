@@ -150,53 +150,36 @@ class _Collector(Collector):
             drops.add_metric([f"udp://{address}"], count)
         yield drops
         h = self.r.host()
-        yield GaugeMetricFamily(
-            "nwsyslog_spool_oldest_seconds",
-            "Seconds the oldest record waiting in the spool has waited (0 when none waits)",
-            value=h.spool_oldest_age,
-        )
-        yield GaugeMetricFamily(
-            "nwsyslog_spool_write_failing",
-            "1 while commits to the spool fail (disk full, I/O error, read-only, locked): records wait in memory",
-            value=int(h.spool_write_failing),
-        )
-        yield CounterMetricFamily(
-            "nwsyslog_spool_write_failures",
-            "Commits to the spool that failed and were retried",
-            value=h.spool_write_failures,
-        )
-        yield GaugeMetricFamily(
-            "nwsyslog_spool_held_in_memory", "Records held in memory until the spool takes them", value=h.spool_held
-        )
-        yield CounterMetricFamily(
-            "nwsyslog_spool_delete_failures",
-            "Commits of delivered records' deletion that failed and were retried (delivery process)",
-            value=h.delete_failures,
-        )
-        yield GaugeMetricFamily(
-            "nwsyslog_listeners_paused",
-            "1 while the listeners are paused by back-pressure",
-            value=int(h.listeners_paused),
-        )
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        for family, metric, help_text, value in (
+            (gauge, "nwsyslog_spool_oldest_seconds",
+             "Seconds the oldest record waiting in the spool has waited (0 when none waits)", h.spool_oldest_age),
+            (gauge, "nwsyslog_spool_write_failing",
+             "1 while commits to the spool fail (disk full, I/O error, read-only, locked): records wait in memory",
+             int(h.spool_write_failing)),
+            (counter, "nwsyslog_spool_write_failures", "Commits to the spool that failed and were retried",
+             h.spool_write_failures),
+            (gauge, "nwsyslog_spool_held_in_memory", "Records held in memory until the spool takes them",
+             h.spool_held),
+            (counter, "nwsyslog_spool_delete_failures",
+             "Commits of delivered records' deletion that failed and were retried (delivery process)",
+             h.delete_failures),
+            (gauge, "nwsyslog_listeners_paused", "1 while the listeners are paused by back-pressure",
+             int(h.listeners_paused)),
+            (counter, "nwsyslog_delivery_restarts", "Delivery processes started again after a stall or an exit",
+             h.delivery_restarts),
+            (counter, "nwsyslog_spool_salvaged_records", "Records recovered from a damaged spool at start",
+             h.salvaged),
+            (counter, "nwsyslog_spool_lost_records",
+             "Records known lost with a damaged spool or its missing WAL (found at start)", h.salvage_lost),
+        ):  # fmt: skip
+            yield family(metric, help_text, value=value)
         state = GaugeMetricFamily(
             "nwsyslog_delivery_state", "The delivery process's state (1 for the current one)", labels=["state"]
         )
         for name in DELIVERY_STATES:
             state.add_metric([name], int(h.delivery_state == name))
         yield state
-        yield CounterMetricFamily(
-            "nwsyslog_delivery_restarts",
-            "Delivery processes started again after a stall or an exit",
-            value=h.delivery_restarts,
-        )
-        yield CounterMetricFamily(
-            "nwsyslog_spool_salvaged_records", "Records recovered from a damaged spool at start", value=h.salvaged
-        )
-        yield CounterMetricFamily(
-            "nwsyslog_spool_lost_records",
-            "Records known lost with a damaged spool or its missing WAL (found at start)",
-            value=h.salvage_lost,
-        )
 
 
 class Metrics:

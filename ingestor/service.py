@@ -62,8 +62,8 @@ from .spool_health import (
     StateFile,
     free_bytes,
     is_disk_full,
-    needed_bytes,
     open_checked,
+    space_warning,
     stash,
     unstash,
 )
@@ -165,7 +165,7 @@ class Service:
         self._store_retry_at = 0.0
         self._store_backoff = STORE_RETRY_MIN
         self._store_logged = 0.0
-        self._store_full_records: int | None = None  # spool depth when a disk-full failure began
+        self._disk_full = False  # the failure is "disk full": attempts write what fits (`_fitting`)
         self._reopen = False  # open a new connection before the next attempt
         self._state_file: StateFile | None = None
         self._reserve: Reserve | None = None
@@ -281,10 +281,10 @@ class Service:
         config = self.config
         ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
         # A damaged spool (or one whose WAL lost commits) is salvaged into a fresh file first.
-        self.spool, salvaged, health = await self._in_db(open_checked, self.spool_path, spool_options(config))
+        self.spool, salvaged, _ = await self._in_db(open_checked, self.spool_path, spool_options(config))
         if salvaged is not None:
             self.host.salvaged = salvaged.recovered
-            self.host.salvage_lost = max(salvaged.lost, health.lost_with_wal)
+            self.host.salvage_lost = salvaged.lost
         self._state_file = StateFile(self.spool_path)
         self._reserve = Reserve(self.spool_path)
         await self._in_db(self._after_open)
@@ -358,20 +358,9 @@ class Service:
         self._unwritten, self._stash_files = unstash(self.spool_path)
         self._state_file.write(self.spool.inserted, self.spool.records)
         self._reserve.ensure()
-        room = free_bytes(self.spool_path)
-        if room is None:
-            return
-        used = sum(os.path.getsize(f) for f in (self.spool.path, self.spool.path + "-wal") if os.path.exists(f))
-        need = needed_bytes(self.config.spool.max_bytes)
-        if room + used < need:
-            log.warning(
-                "the spool's filesystem (%s) has %.1f MiB free, but a full spool (spool.max_bytes %.1f MiB) "
-                "needs about %.1f MiB: lower spool.max_bytes or give the spool more room (README: disk space)",
-                os.path.dirname(self.spool.path) or ".",
-                room / 2**20,
-                self.config.spool.max_bytes / 2**20,
-                need / 2**20,
-            )
+        warning = space_warning(self.spool.path, self.config.spool.max_bytes)
+        if warning is not None:
+            log.warning("%s", warning)
 
     async def _start_emulator(self) -> None:
         from .emulator import EmulatorServer, EmulatorSettings
@@ -432,7 +421,7 @@ class Service:
             inserts = self._unwritten + inserts
             self._unwritten = []
         now = time.monotonic()
-        if self._store_error is not None and not (force or self._store_retry_due(now)):
+        if self._store_error is not None and not force and now < self._store_retry_at:
             self._unwritten = inserts
             self.host.spool_held = len(inserts)
             if now - self._store_logged >= STORE_LOG_EVERY:
@@ -463,7 +452,7 @@ class Service:
         if written < len(inserts):
             self._unwritten = inserts[written:]
             self.host.spool_held = len(self._unwritten)
-            if self._store_error is None or self._store_full_records is None:
+            if self._store_error is None or not self._disk_full:
                 room = free_bytes(self.spool_path) or 0
                 await self._store_failed(
                     OSError(28, f"database or disk is full: {room / 2**20:.1f} MiB left on the spool's "
@@ -537,11 +526,6 @@ class Service:
             self._reserve.ensure()
         return fit
 
-    def _store_retry_due(self, now: float) -> bool:
-        """While the spool fails: is the next attempt due (after the backoff)? A disk-full
-        attempt writes only what fits above the headroom kept for deletions (`_fitting`)."""
-        return now >= self._store_retry_at
-
     async def _store_failed(self, exc: BaseException, now: float) -> None:
         self.host.spool_write_failures += 1
         reason = str(exc) or type(exc).__name__
@@ -559,7 +543,7 @@ class Service:
         self._store_error = reason
         self._store_retry_at = now + self._store_backoff
         if is_disk_full(exc):
-            self._store_full_records = self.spool.records if self.spool is not None else 0
+            self._disk_full = True
             # SQLite's own "disk is full" (not the headroom kept above): the disk filled behind
             # the spool's back; the reserve gives the deletions room.
             if (
@@ -573,7 +557,7 @@ class Service:
                     RESERVE_BYTES // 2**20,
                 )
         else:
-            self._store_full_records = None
+            self._disk_full = False
             if self.host.spool_write_failures % 3 == 0:
                 self._reopen = True
         self._set_paused()
@@ -585,7 +569,7 @@ class Service:
             written,
         )
         self._store_error = None
-        self._store_full_records = None
+        self._disk_full = False
         self._set_paused()
 
     def _bound(self, inserts: list[bytes]) -> list[bytes]:

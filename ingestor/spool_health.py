@@ -54,6 +54,23 @@ def needed_bytes(max_bytes: int) -> int:
     return int(max_bytes * OVERHEAD_FACTOR) + OVERHEAD_BYTES
 
 
+def space_warning(spool_path: str | Path, max_bytes: int) -> str | None:
+    """Why the spool's filesystem cannot hold a full spool (`max_bytes` of records), or None:
+    what start-up logs and `check-config` prints."""
+    room = free_bytes(spool_path)
+    if room is None:
+        return None
+    used = sum(os.path.getsize(f) for f in (str(spool_path), f"{spool_path}-wal") if os.path.exists(f))
+    need = needed_bytes(max_bytes)
+    if room + used >= need:
+        return None
+    return (
+        f"the spool's filesystem ({os.path.dirname(spool_path) or '.'}) has {room / 2**20:.1f} MiB free, but a "
+        f"full spool (spool.max_bytes {max_bytes / 2**20:.1f} MiB) needs about {need / 2**20:.1f} MiB: lower "
+        "spool.max_bytes or give the spool more room (README: disk space)"
+    )
+
+
 def free_bytes(path: str | Path) -> int | None:
     """Free bytes on the filesystem of `path` (or of its nearest existing parent), for this user."""
     p = Path(path)
@@ -175,6 +192,7 @@ class Health:
     inserted: int | None = None  # records ever inserted, as the database says
     expected_inserted: int | None = None  # as the state file says
     expected_waiting: int | None = None
+    file_damaged: bool = False  # quick_check failed or the file cannot be read: its B-tree is broken
 
     @property
     def sound(self) -> bool:
@@ -203,12 +221,14 @@ def check(path: str | Path) -> Health:
         db = sqlite3.connect(f"file:{p}?mode=rw", uri=True, timeout=5)
     except sqlite3.Error as exc:
         health.problems.append(f"cannot open: {exc}")
+        health.file_damaged = True
         return health
     try:
         rows = [r[0] for r in db.execute("PRAGMA quick_check(20)")]
         if rows != ["ok"]:
             lines = [line for r in rows for line in str(r).splitlines() if line.strip()]
             health.problems.append("quick_check: " + "; ".join(lines[:3]) + ("; ..." if len(lines) > 3 else ""))
+            health.file_damaged = True
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "counts" in tables:
             columns = {r[1] for r in db.execute("PRAGMA table_info(counts)")}
@@ -221,6 +241,7 @@ def check(path: str | Path) -> Health:
             db.execute("SELECT count(*), sum(length(data)) FROM records").fetchone()
     except sqlite3.Error as exc:
         health.problems.append(f"unreadable: {exc}")
+        health.file_damaged = True
     finally:
         db.close()
     if health.lost_with_wal:
@@ -238,7 +259,7 @@ class Salvage:
     damaged: Path  # where the damaged file was moved
     recovered: int  # waiting records copied into the fresh spool
     quarantined: int  # quarantined records copied
-    lost: int  # records known lost (the last commit's count minus what was recovered), if known
+    lost: int  # records known lost: the last commit's count minus what was recovered, or what the WAL took
     method: str  # "row by row" or "page scan"
 
 
@@ -433,12 +454,15 @@ def _count_records(rows: list[tuple[object, ...]]) -> int:
     return total
 
 
-def salvage(path: str | Path, options: SpoolOptions, *, into: str | Path | None = None) -> Salvage:
+def salvage(
+    path: str | Path, options: SpoolOptions, *, into: str | Path | None = None, health: Health | None = None
+) -> Salvage:
     """Move the spool at `path` aside and copy every readable record into a fresh spool at `into`
-    (default: `path` itself, so a service starts on it). Raises StartupError when the fresh
-    spool cannot be made."""
+    (default: `path` itself, so a service starts on it); `health` is what `check` found, when the
+    caller already ran it. Raises StartupError when the fresh spool cannot be made."""
     p = Path(path)
-    health = check(p)
+    if health is None:
+        health = check(p)
     expected = health.expected_waiting if health.expected_waiting is not None else health.waiting
     damaged = move_aside(p)
     target = Path(into) if into is not None else p
@@ -451,26 +475,20 @@ def salvage(path: str | Path, options: SpoolOptions, *, into: str | Path | None 
         finally:
             source.close()
         candidates.append((_count_records(rows), "row by row", rows, quarantined))
-    if not candidates or (
-        health.problems and any(p.startswith(("quick_check", "unreadable", "cannot")) for p in health.problems)
-    ):
+    if not candidates or health.file_damaged:
         # The B-tree itself is damaged: every table-leaf page of the file, read as it is.
         with contextlib.suppress(OSError):
             rows, quarantined = _scan_pages(damaged)
             candidates.append((_count_records(rows), "page scan", rows, quarantined))
     candidates.sort(key=lambda c: c[0], reverse=True)
     _, method, records, quarantine = candidates[0] if candidates else (0, "nothing readable", [], [])
-    spool = Spool(target, **options)
-    try:
-        recovered = spool.restore(records, quarantine)
-    finally:
-        spool.close()
-    lost = max(0, expected - recovered) if expected is not None else 0
     state = StateFile(target)
     with contextlib.closing(Spool(target, **options)) as fresh:
+        recovered = fresh.restore(records, quarantine)
         state.write(fresh.inserted, fresh.records)
     state.close()
-    return Salvage(damaged, recovered, len(quarantine), lost, method)
+    lost = max(0, expected - recovered) if expected is not None else 0
+    return Salvage(damaged, recovered, len(quarantine), max(lost, health.lost_with_wal), method)
 
 
 def open_checked(path: Path, options: SpoolOptions) -> tuple[Spool, Salvage | None, Health]:
@@ -483,7 +501,7 @@ def open_checked(path: Path, options: SpoolOptions) -> tuple[Spool, Salvage | No
         for problem in health.problems:
             log.error("the spool %s is damaged: %s", path, problem)
         try:
-            result = salvage(path, options)
+            result = salvage(path, options, health=health)
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot salvage the damaged spool {path}: {exc}") from None
         log.error(
@@ -492,7 +510,7 @@ def open_checked(path: Path, options: SpoolOptions) -> tuple[Spool, Salvage | No
             result.method,
             result.recovered,
             result.quarantined,
-            max(result.lost, health.lost_with_wal),
+            result.lost,
             result.damaged,
         )
     return Spool(path, **options), result, health
