@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from ingestor.loop import run
 from ingestor.spool import Spool
 from tests.e2e.fault_matrix import LINE, _numbers, _texts
 from tests.e2e.hostfs import HostFs
+from tests.e2e.test_service import free_port, wait_for
 from tests.ingestor.test_service import config, running, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +62,6 @@ def figures(fault: str, sent: int, got: Counter[int], *, accepted: int | None = 
     }
     with open(target, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, spool_path: Path, url: str, tcp: int, metrics: int, **extra: Any) -> Path:
@@ -139,14 +134,6 @@ def ready(port: int) -> tuple[int, str]:
     except httpx.HTTPError:
         return 0, ""
     return r.status_code, r.text
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def delivered(store: Any) -> Counter[int]:

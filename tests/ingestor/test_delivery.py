@@ -42,14 +42,20 @@ def entries_for(fmt, n, start=0):
     return [Entry(i, enc.encode(make_record(i))) for i in range(start, start + n)]
 
 
-def deliver(config: NetwrixConfig, entries, max_attempts=None):
-    """Run one Delivery of `entries` as one batch; return (ledger, stats, error)."""
+def deliver(config: NetwrixConfig, entries, max_attempts=None, **options):
+    """Run one Delivery of `entries` as one batch (`options`: more of Delivery's settings);
+    return (ledger, stats, error)."""
     ledger = Ledger()
 
     async def go():
         sink = NetwrixSink(config)
         delivery = Delivery(
-            sink, encoder_for(config.format), Listener(ledger), max_attempts=max_attempts, backoff=FAST_BACKOFF
+            sink,
+            encoder_for(config.format),
+            Listener(ledger),
+            max_attempts=max_attempts,
+            backoff=FAST_BACKOFF,
+            **options,
         )
         try:
             await delivery.deliver(Batch(tuple(entries)))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,32 +25,13 @@ from ingestor.netwrix.config import BatchConfig, NetwrixConfig, RetryConfig
 from ingestor.netwrix.delivery import Delivery, DeliveryStats
 from ingestor.netwrix.encoding import XmlEncoder
 from ingestor.netwrix.retry import Backoff, Outcome
-from ingestor.netwrix.sink import NetwrixSink, SendResult
+from ingestor.netwrix.sink import SendResult
 from tests.conftest import EmulatorFactory, enum_all, make_record
+from tests.ingestor.test_delivery import Ledger, Listener
+from tests.ingestor.test_delivery import deliver as deliver_batch
 
 POISON = "POISON-7f3a"
-FAST_BACKOFF = Backoff(base=0.01, factor=2.0, cap=0.05)
 WHILE = 0.5  # bisect_after_500 against the real emulator, seconds
-
-
-@dataclass
-class Ledger:
-    """What the delivery reported, as a DeliveryListener."""
-
-    delivered: list[Hashable] = field(default_factory=list)
-    quarantined: list[tuple[Hashable, str]] = field(default_factory=list)
-
-    def delivered_cb(self, entries: Sequence[Entry]) -> None:
-        self.delivered.extend(e.key for e in entries)
-
-    def quarantined_cb(self, entry: Entry, reason: str) -> None:
-        self.quarantined.append((entry.key, reason))
-
-
-class Listener:
-    def __init__(self, ledger: Ledger) -> None:
-        self.delivered = ledger.delivered_cb
-        self.quarantined = ledger.quarantined_cb
 
 
 def what(i: int, poisoned: bool) -> str:
@@ -75,28 +54,9 @@ def deliver(
     server: EmulatorServer, batch: list[Entry], *, bisect_after_500: float = WHILE, max_attempts: int | None = None
 ) -> tuple[Ledger, DeliveryStats, BaseException | None]:
     """One Delivery of `batch` as one batch against `server`; (ledger, stats, error)."""
-    ledger = Ledger()
-
-    async def go() -> tuple[DeliveryStats, BaseException | None]:
-        sink = NetwrixSink(NetwrixConfig(url=server.base_url))
-        delivery = Delivery(
-            sink,
-            XmlEncoder(),
-            Listener(ledger),
-            backoff=FAST_BACKOFF,
-            max_attempts=max_attempts,
-            bisect_after_500=bisect_after_500,
-        )
-        try:
-            await delivery.deliver(Batch(tuple(batch)))
-            return delivery.stats, None
-        except Exception as exc:
-            return delivery.stats, exc
-        finally:
-            await sink.aclose()
-
-    stats, error = run(go())
-    return ledger, stats, error
+    return deliver_batch(
+        NetwrixConfig(url=server.base_url), batch, max_attempts=max_attempts, bisect_after_500=bisect_after_500
+    )
 
 
 def stored_whats(server: EmulatorServer) -> Counter[str]:
@@ -257,17 +217,25 @@ class ScriptedSink:
         return SendResult(Outcome.DELIVERED, 200)
 
 
-def deliver_virtual(sink: ScriptedSink, batch: list[Entry], while_s: float = 10.0) -> tuple[Ledger, DeliveryStats]:
-    ledger = Ledger()
-    delivery = Delivery(
+def virtual_delivery(
+    sink: ScriptedSink, ledger: Ledger, while_s: float = 10.0, max_attempts: int | None = None
+) -> Delivery:
+    """A Delivery to `sink` on its virtual clock."""
+    return Delivery(
         sink,
         XmlEncoder(),
         Listener(ledger),
         backoff=Backoff(base=0.5, factor=2.0, cap=30.0),
+        max_attempts=max_attempts,
         bisect_after_500=while_s,
         sleep=sink.clock.sleep,
         clock=sink.clock,
     )
+
+
+def deliver_virtual(sink: ScriptedSink, batch: list[Entry], while_s: float = 10.0) -> tuple[Ledger, DeliveryStats]:
+    ledger = Ledger()
+    delivery = virtual_delivery(sink, ledger, while_s)
     run(delivery.deliver(Batch(tuple(batch))))
     return ledger, delivery.stats
 
@@ -326,16 +294,7 @@ class FlappingSink(ScriptedSink):
 def test_500s_interrupted_by_503s_are_an_outage_never_bisected() -> None:
     sink = FlappingSink(VirtualClock())
     ledger = Ledger()
-    delivery = Delivery(
-        sink,
-        XmlEncoder(),
-        Listener(ledger),
-        backoff=Backoff(base=0.5, factor=2.0, cap=30.0),
-        max_attempts=60,
-        bisect_after_500=10.0,
-        sleep=sink.clock.sleep,
-        clock=sink.clock,
-    )
+    delivery = virtual_delivery(sink, ledger, 10.0, max_attempts=60)
     with pytest.raises(RetriesExhausted) as caught:
         run(delivery.deliver(Batch(tuple(entries(10, set())))))
     assert sink.clock.now > 10 * 10.0  # far longer than the while

@@ -25,6 +25,7 @@ from ingestor.loop import run
 from ingestor.sources import AcceptList, TcpSource
 from ingestor.tls_server import PermittedPeers, check_peer, handshake_failure, server_context
 
+from .test_service import until
 from .test_sources import Collector
 
 MESSAGE = b"<13>hello over tls"
@@ -149,14 +150,6 @@ async def try_send(port: int, context: ssl.SSLContext) -> None:
             writer.close()
             with contextlib.suppress(OSError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 def attempt(pki: Pki, config: ListenerConfig, clients: list[Issued | None]):
