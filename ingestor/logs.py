@@ -47,3 +47,12 @@ def current_settings() -> tuple[str, LogFormat]:
     level = logging.getLevelName(root.getEffectiveLevel()).lower()
     json_out = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
     return level, "json" if json_out else "text"
+
+
+def error_line(message: str) -> str:
+    """A command's error as it goes to stderr: `nwsyslog: MESSAGE`, or under --log-format json a
+    JSON object like the log's (so that nothing but JSON reaches stderr then)."""
+    if current_settings()[1] == "json":
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        return json.dumps({"time": now, "level": "error", "logger": "nwsyslog", "message": message}, ensure_ascii=False)
+    return f"nwsyslog: {message}"

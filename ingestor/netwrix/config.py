@@ -33,6 +33,19 @@ class AuthConfig(BaseModel):
     password_env: str | None = Field(None, description="name of an environment variable holding the password")
     password_file: Path | None = Field(None, description="file holding the password (first line)")
 
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_readable(cls, value: Path | None) -> Path | None:
+        # A field check, so that it is reported with the other errors of the file, not after them.
+        if value is not None:
+            try:
+                lines = value.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+            if not lines or not lines[0].strip():
+                raise ValueError(f"{value} is empty (the password is its first line)")
+        return value
+
     @model_validator(mode="after")
     def _needs_user(self) -> Self:
         if self.method != "none" and not self.username:

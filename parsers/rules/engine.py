@@ -9,6 +9,7 @@ cannot apply.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from itertools import compress, repeat
 from operator import contains as _contains
 from typing import Any, NamedTuple
 
+import yaml
 from pydantic import ValidationError
 
-from ingestor.errors import RenderError, RuleError
+from ingestor.errors import ConfigError, RenderError, RuleError
 from ingestor.netwrix.records import (
     EXACT_TIME,
     NVARCHAR_LIMIT,
@@ -41,7 +43,7 @@ from ..regex_safety import UnsafeRegex, compile_safe
 from ..required_literal import required_literals
 from ..syslog import FACILITIES, Message
 from ..template import Template, TemplateError
-from ..yamlfile import YamlDocument, format_loc
+from ..yamlfile import YamlDocument, combine, each_error, format_loc
 from .schema import PackSpec, RuleSpec
 
 MESSAGE_FIELDS = ("host", "source", "program", "pid", "mnemonic", "hostname")  # always available to templates
@@ -317,6 +319,20 @@ class _Candidates(NamedTuple):
     literals: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A rule that replaced an earlier one with the same id: `source` and `replaced` are the
+    file:line of each. `load_ruleset` refuses any replacement but a user rule's of a built-in
+    one (two user rules with one id are an error), so `replaced` is a built-in rule there."""
+
+    rule_id: str
+    source: str
+    replaced: str
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} from {self.source} replaces the built-in one from {self.replaced}"
+
+
 @dataclass
 class RuleSet:
     """An indexed, immutable set of rules; build a new one to change it (SIGHUP swaps references).
@@ -330,6 +346,7 @@ class RuleSet:
     """
 
     rules: tuple[Rule, ...]
+    overrides: tuple[Override, ...] = ()  # the rules that replaced one with the same id, in load order
     _by_mnemonic: dict[str, _Candidates] = field(init=False, repr=False)
     _by_program: dict[str, _Candidates] = field(init=False, repr=False)
     _rest: _Candidates = field(init=False, repr=False)
@@ -414,52 +431,102 @@ def _mnemonic_in(mnemonic: str | None, wanted: frozenset[str]) -> bool:
 
 
 def compile_pack(doc: YamlDocument) -> list[Rule]:
-    """Validate and compile one loaded rule file; raise RuleError naming file, line, rule, field."""
+    """Validate and compile one loaded rule file; raise RuleError naming file, line, rule, field
+    (ConfigErrors of them all when several rules of the file are wrong)."""
     try:
         pack = PackSpec.model_validate(doc.data)
     except ValidationError as exc:
-        error = doc.error(exc)
-        rule_id = _rule_id_at(doc, exc)
-        raise RuleError(error.reason, path=error.path, line=error.line, key=error.key, rule_id=rule_id) from None
+        raise combine([_with_rule_id(doc, error) for error in doc.errors(exc, PackSpec)]) from None
     rules = []
+    errors: list[ConfigError] = []
     for index, spec in enumerate(pack.rules):
-        where = ("rules", index)
         try:
-            regex = compile_safe(spec.match.regex) if spec.match.regex else None
-        except UnsafeRegex as exc:
-            raise _rule_error(doc, spec, (*where, "match", "regex"), str(exc)) from None
-        available = set(MESSAGE_FIELDS) | set(regex.groupindex if regex else ())
-
-        templates = {
-            name: _template(doc, spec, (*where, "record", name), text, available) for name, text in spec.record.items()
-        }
-        details: dict[str, tuple[Template, Template | None, Template | None]] = {}
-        for name, value in spec.details.items():
-            loc = (*where, "details", name)
-            # A plain string is the After value; a mapping gives before and/or after.
-            parts = {"after": (loc, value)} if isinstance(value, str) else {
-                key: ((*loc, key), text) for key, text in (("before", value.before), ("after", value.after))
-                if text is not None
-            }  # fmt: skip
-            compiled = {key: _template(doc, spec, at, text, available) for key, (at, text) in parts.items()}
-            details[name] = (_template(doc, spec, loc, name, available), compiled.get("before"), compiled.get("after"))
-        facilities = frozenset(_facility(doc, spec, index, f) for f in spec.match.facility)
-        line = doc.line_of(where)
-        rules.append(
-            Rule(
-                id=spec.id, description=spec.description, pack=pack.pack,
-                programs=frozenset(spec.match.program), mnemonics=frozenset(spec.match.mnemonic),
-                facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
-                details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
-                item=pack.item if pack.item is not None else pack.data_source, optional=not pack.enabled,
-                source=f"{doc.path}:{line}",
-            )
-        )  # fmt: skip
+            rules.append(_compile_rule(doc, pack, index, spec))
+        except ConfigError as exc:
+            errors.extend(each_error(exc))
+    if errors:
+        raise combine(errors)
     return rules
 
 
+def _compile_rule(doc: YamlDocument, pack: PackSpec, index: int, spec: RuleSpec) -> Rule:
+    """One rule of a validated pack, compiled; RuleError naming where it is wrong."""
+    where = ("rules", index)
+    regex = _regex(doc, spec, (*where, "match", "regex"))
+    available = set(MESSAGE_FIELDS) | set(regex.groupindex if regex else ())
+    templates = {
+        name: _template(doc, spec, (*where, "record", name), text, available, regex)
+        for name, text in spec.record.items()
+    }
+    details: dict[str, tuple[Template, Template | None, Template | None]] = {}
+    for name, value in spec.details.items():
+        loc = (*where, "details", name)
+        # A plain string is the After value; a mapping gives before and/or after.
+        parts = {"after": (loc, value)} if isinstance(value, str) else {
+            key: ((*loc, key), text) for key, text in (("before", value.before), ("after", value.after))
+            if text is not None
+        }  # fmt: skip
+        compiled = {key: _template(doc, spec, at, text, available, regex) for key, (at, text) in parts.items()}
+        details[name] = (
+            _template(doc, spec, loc, name, available, regex), compiled.get("before"), compiled.get("after")
+        )  # fmt: skip
+    facilities = frozenset(_facility(doc, spec, index, f) for f in spec.match.facility)
+    line = doc.line_of(where)
+    return Rule(
+        id=spec.id, description=spec.description, pack=pack.pack,
+        programs=frozenset(spec.match.program), mnemonics=frozenset(spec.match.mnemonic),
+        facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
+        details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
+        item=pack.item if pack.item is not None else pack.data_source, optional=not pack.enabled,
+        source=f"{doc.path}:{line}",
+    )  # fmt: skip
+
+
+# `(?<name>...)`: how PCRE, .NET and JavaScript name a group; `(?<=` and `(?<!` are lookbehinds.
+_ANGLE_GROUP = re.compile(r"\(\?<(?![=!])")
+_QUOTED_HINT = (
+    "; the regex is in double quotes, where YAML reads backslash escapes before the regex sees "
+    "them: write it in single quotes ('\\d+ \\S+') or as a block scalar (|)"
+)
+
+
+def _double_quoted(doc: YamlDocument, loc: tuple[str | int, ...]) -> bool:
+    """Whether the scalar at `loc` is written in double quotes with a backslash in it."""
+    node = doc.node_at(loc)
+    if not isinstance(node, yaml.ScalarNode) or node.style != '"':
+        return False
+    buffer = node.start_mark.buffer
+    return buffer is not None and "\\" in buffer[node.start_mark.index : node.end_mark.index]
+
+
+def _regex(doc: YamlDocument, spec: RuleSpec, loc: tuple[str | int, ...]) -> re.Pattern[str] | None:
+    """The rule's compiled regex (None without one); RuleError with a hint for the usual slips."""
+    pattern = spec.match.regex
+    if not pattern:
+        return None
+    quoted = _double_quoted(doc, loc)
+    try:
+        regex = compile_safe(pattern)
+    except UnsafeRegex as exc:
+        reason = str(exc)
+        if _ANGLE_GROUP.search(pattern):
+            reason += "; Python spells a named group (?P<name>...), not (?<name>...)"
+        if quoted:
+            reason += _QUOTED_HINT
+        raise _rule_error(doc, spec, loc, reason) from None
+    if quoted and "\x08" in pattern:
+        # YAML made "\b" a backspace character: the word boundary meant would never match.
+        raise _rule_error(doc, spec, loc, "the regex holds a backspace character, YAML's \\b" + _QUOTED_HINT)
+    return regex
+
+
 def _template(
-    doc: YamlDocument, spec: RuleSpec, loc: tuple[str | int, ...], text: str, available: set[str]
+    doc: YamlDocument,
+    spec: RuleSpec,
+    loc: tuple[str | int, ...],
+    text: str,
+    available: set[str],
+    regex: re.Pattern[str] | None,
 ) -> Template:
     try:
         compiled = Template(text)
@@ -467,11 +534,20 @@ def _template(
         raise _rule_error(doc, spec, loc, str(exc)) from None
     missing = sorted(compiled.fields - available)
     if missing:
-        raise _rule_error(
-            doc, spec, loc,
+        reason = (
             f"uses {', '.join('{' + m + '}' for m in missing)}, which neither the regex "
-            "captures (?P<name>...) nor the message provides",
-        )  # fmt: skip
+            "captures (?P<name>...) nor the message provides"
+        )
+        groups = sorted(regex.groupindex) if regex is not None else []
+        for name in missing:
+            close = difflib.get_close_matches(name, groups, n=1, cutoff=0.6)
+            if close:
+                reason += f"; did you mean {{{close[0]}}}?"
+        if regex is not None and regex.groups > len(regex.groupindex):
+            reason += "; the regex has groups without a name: name the one meant, (?P<name>...)"
+        if groups:
+            reason += f" (the regex captures {', '.join(groups)})"
+        raise _rule_error(doc, spec, loc, reason)
     return compiled
 
 
@@ -487,21 +563,30 @@ def _rule_error(doc: YamlDocument, spec: RuleSpec, loc: tuple[str | int, ...], r
     return RuleError(reason, path=doc.path, line=doc.line_of(loc), key=format_loc(loc), rule_id=spec.id)
 
 
-def _rule_id_at(doc: YamlDocument, exc: ValidationError) -> str | None:
-    loc = exc.errors()[0]["loc"]
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and isinstance(doc.data, dict):
-        rules = doc.data.get("rules")
-        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
-            rule_id = rules[loc[1]].get("id")
-            return rule_id if isinstance(rule_id, str) else None
-    return None
+_RULE_KEY = re.compile(r"rules\[(\d+)\]")
+
+
+def _with_rule_id(doc: YamlDocument, error: ConfigError) -> RuleError:
+    """A validation error of a rule file as a RuleError naming the rule it is in (when it has an id)."""
+    rule_id = None
+    m = _RULE_KEY.match(error.key or "")
+    rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
+    if m is not None and isinstance(rules, list) and int(m[1]) < len(rules) and isinstance(rules[int(m[1])], dict):
+        found = rules[int(m[1])].get("id")
+        rule_id = found if isinstance(found, str) else None
+    return RuleError(error.reason, path=error.path, line=error.line, key=error.key, rule_id=rule_id)
 
 
 def build_ruleset(packs: Iterable[list[Rule]]) -> RuleSet:
     """One RuleSet from several compiled packs; a later pack's rule replaces an earlier one with
-    the same id (user folders override built-in rules), keeping the earlier position."""
+    the same id (user folders override built-in rules), keeping the earlier position. Each
+    replacement is in `RuleSet.overrides`."""
     merged: dict[str, Rule] = {}
+    overrides: list[Override] = []
     for rules in packs:
         for rule in rules:
+            earlier = merged.get(rule.id)
+            if earlier is not None:
+                overrides.append(Override(rule.id, rule.source, earlier.source))
             merged[rule.id] = rule
-    return RuleSet(tuple(merged.values()))
+    return RuleSet(tuple(merged.values()), tuple(overrides))

@@ -2,12 +2,14 @@
 
 A rule folder holds pack files (`*.yaml`/`*.yml`), optionally a `details.yaml` declaring the
 DetailList properties its rules may emit, and a `tests/` folder of golden logs; only the pack
-files are rules. Packs load in the order given (built-in first), and a later rule replaces an
-earlier one with the same id, so a user folder overrides a built-in rule by reusing its id.
+files are rules. Packs load in the order given (built-in first), and a user rule replaces the
+built-in one with the same id (each replacement is logged and in `RuleSet.overrides`); two user
+rules with the same id are an error, as neither would be the obvious winner.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingestor.errors import ConfigError, RuleError
 
-from ..yamlfile import load_yaml
+from ..yamlfile import combine, each_error, load_yaml
 from .engine import Rule, RuleSet, build_ruleset, compile_pack
+
+log = logging.getLogger("nwsyslog.rules")
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
 DETAILS_FILE = "details.yaml"
@@ -86,26 +90,81 @@ def load_details(folder: Path) -> dict[str, DetailSpec] | None:
 
 
 def load_packs(paths: Iterable[Path]) -> list[LoadedPack]:
-    """Compile every rule file under `paths`, in order; the first bad file raises RuleError."""
+    """Compile every rule file under `paths`, in order. Every file is read even after a bad
+    one: a RuleError names the one error, ConfigErrors all of them (every file's)."""
     packs: list[LoadedPack] = []
+    errors: list[ConfigError] = []
     details_cache: dict[Path, dict[str, DetailSpec] | None] = {}
     for root in paths:
-        for file in rule_files(root):
+        try:
+            files = rule_files(root)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        for file in files:
             folder = file.parent
-            if folder not in details_cache:
-                details_cache[folder] = load_details(folder)
-            packs.append(LoadedPack(file, compile_pack(load_yaml(file)), details_cache[folder], folder))
+            try:
+                if folder not in details_cache:
+                    details_cache[folder] = None  # a bad details.yaml is reported once
+                    details_cache[folder] = load_details(folder)
+                packs.append(LoadedPack(file, compile_pack(load_yaml(file)), details_cache[folder], folder))
+            except ConfigError as exc:
+                errors.extend(each_error(exc))
+    if errors:
+        raise combine(errors)
     return packs
 
 
-def load_ruleset(user_paths: Sequence[Path] = (), *, builtin: bool = True, enable: Collection[str] = ()) -> RuleSet:
+def refuse_duplicate_ids(packs: Iterable[LoadedPack]) -> None:
+    """RuleError (ConfigErrors for several) for each rule whose id an earlier rule of `packs`
+    (the user's, in one file or two) already has, naming the file and line of both."""
+    seen: dict[str, Rule] = {}
+    errors: list[ConfigError] = []
+    for pack in packs:
+        for index, rule in enumerate(pack.rules):
+            first = seen.setdefault(rule.id, rule)
+            if first is rule:
+                continue
+            path, _, line = rule.source.rpartition(":")
+            reason = (
+                f"the id is also defined at {first.source}; only one user rule may have an id "
+                "(reusing a built-in rule's id replaces that rule): rename or remove one"
+            )
+            at = int(line) if line.isdigit() else None
+            errors.append(RuleError(reason, path=path, line=at, key=f"rules[{index}].id", rule_id=rule.id))
+    if errors:
+        raise combine(errors)
+
+
+def load_ruleset(
+    user_paths: Sequence[Path] = (), *, builtin: bool = True, enable: Collection[str] = (), announce: bool = True
+) -> RuleSet:
     """The RuleSet of the built-in packs (unless `builtin=False`) followed by `user_paths`;
-    optional packs (`enabled: false`) only when `enable` names them."""
-    roots = [builtin_dir(), *user_paths] if builtin else list(user_paths)
-    if not roots:
+    optional packs (`enabled: false`) only when `enable` names them. Every rule file is read
+    and every error raised at once (ConfigErrors when there are several). A user rule replacing
+    a built-in one is in `RuleSet.overrides`, and logged at info unless `announce=False` (for
+    callers that print them themselves)."""
+    if not builtin and not user_paths:
         raise RuleError("no rule files given")
-    packs = load_packs(roots)
-    return build_ruleset(enabled_rules(packs, enable))
+    errors: list[ConfigError] = []
+    base: list[LoadedPack] = []
+    user: list[LoadedPack] = []
+    for target, roots in ((base, [builtin_dir()] if builtin else []), (user, list(user_paths))):
+        try:
+            target.extend(load_packs(roots))
+        except ConfigError as exc:
+            errors.extend(each_error(exc))
+    try:
+        refuse_duplicate_ids(user)
+    except ConfigError as exc:
+        errors.extend(each_error(exc))
+    if errors:
+        raise combine(errors)
+    ruleset = build_ruleset(enabled_rules([*base, *user], enable))
+    if announce:
+        for override in ruleset.overrides:
+            log.info("%s", override)
+    return ruleset
 
 
 def enabled_rules(packs: Iterable[LoadedPack], enable: Collection[str] = ()) -> Iterator[list[Rule]]:

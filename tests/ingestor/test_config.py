@@ -185,7 +185,8 @@ def test_a_bad_listener_in_a_file_is_a_config_error_at_its_line(tmp_path, tls_fi
     path.write_text(f"listeners:\n  - url: udp://0.0.0.0:514\n    ca_file: {tls_files['ca_file']}\n")
     with pytest.raises(ConfigError) as caught:
         load_service_config(path)
-    assert caught.value.key == "listeners[0]" and caught.value.line == 2
+    # The line of the key the reason names (ca_file), within the listener it is about.
+    assert caught.value.key == "listeners[0]" and caught.value.line == 3
     assert caught.value.reason.startswith(
         "ca_file: client certificates are checked on tls:// listeners only, not on udp://"
     )
