@@ -14,10 +14,15 @@ Messages on the pipe:
                             ("stop", timeout)                  flush for up to `timeout` s, then exit
     delivery -> listening   ("ready",) | ("failed", "config" | "startup", reason)
                                                                once, at start
-                            ("report", DeliveryStats, halted, [(records, SendResult), ...])
+                            ("report", DeliveryStats, halted, [(records, SendResult), ...],
+                             delete_failures, retrying, halted_since)
                                                                every REPORT_INTERVAL s, and at once
-                                                               when delivery halts or resumes
-                            ("stopped", left)                  records not acknowledged (still spooled)
+                                                               when delivery halts or resumes;
+                                                               retrying: (since, reason) while writes
+                                                               fail, halted_since: when the halt
+                                                               began (wall clock, epoch seconds)
+                            ("stopped", left, waiting)         records taken but not acknowledged,
+                                                               and all records the spool still holds
 
 The delivery process reads committed records in key order (looking again every `POLL` seconds once
 it has read them all: the listening process commits every 50 ms), hands them to the client,
@@ -26,7 +31,9 @@ seconds. A record leaves the spool only after the server said 200 (or is moved t
 quarantine with the server's reason); if the process dies, what it had not deleted is sent again
 by the next one (at least once, never lost). If delivery halts (401, 403, 404, a certificate
 problem) the rows stay spooled; a new client starts after `HALT_RETRY` seconds or on reload,
-reading the spool from the start.
+reading the spool from the start. Failed writes are one `Trouble` across the process's successive
+clients (`ingestor.netwrix.delivery` logs it); a quarantined record is logged once stored, by the
+spool id `nwsyslog spool list` shows and `nwsyslog spool retry` takes.
 
 It ignores SIGINT, SIGTERM and SIGHUP (a terminal's Ctrl-C and systemd signal the whole group):
 the listening process says when to stop and passes reloads on; when that process is gone (the
@@ -56,10 +63,11 @@ from .loop import rounds, run, start_tasks
 from .netwrix.batcher import Entry, entry_from_row, entry_key
 from .netwrix.client import NetwrixClient
 from .netwrix.config import BatchConfig, NetwrixConfig
-from .netwrix.delivery import DeliveryStats
+from .netwrix.delivery import TROUBLE_LOG_EVERY, DeliveryStats
 from .netwrix.sink import SendResult
 from .spool import Spool, SpoolOptions
 from .spool_health import Reserve, is_disk_full
+from .trouble import Trouble, duration
 
 log = logging.getLogger("nwsyslog.delivery")
 
@@ -68,7 +76,7 @@ POLL = 0.05  # seconds between looks at the spool once everything in it was read
 WRITE_INTERVAL = 0.05  # seconds between commits of delivered and quarantined ids
 REPORT_INTERVAL = 0.5  # seconds between reports to the listening process
 HALT_RETRY = 60.0  # seconds before a halted delivery is tried again
-COMMIT_RETRY_MAX = 5.0  # seconds between attempts at most while the spool refuses a commit
+COMMIT_RETRY_MIN, COMMIT_RETRY_MAX = 0.25, 5.0  # backoff between attempts while the spool refuses a commit
 FAIL_LOG_EVERY = 60.0  # seconds between "still failing" log lines
 SWAP_TIMEOUT = 5.0  # seconds the old client may finish its requests when new settings arrive
 START_TIMEOUT = 120.0  # seconds the listening process waits for the delivery process to be ready
@@ -95,8 +103,9 @@ class DeliverySettings:
 
 
 class DeliveryProcess:
-    """Starts the delivery process and follows it: its counters, whether it is halted, and
-    each request for the metrics (`on_request`). `ended` is set when the process is gone."""
+    """Starts the delivery process and follows it: its counters, whether it is halted (and since
+    when) or retrying failed writes, and each request for the metrics (`on_request`). `ended` is
+    set when the process is gone."""
 
     def __init__(
         self, settings: DeliverySettings, *, on_request: Callable[[int, SendResult], None] | None = None
@@ -104,7 +113,11 @@ class DeliveryProcess:
         self.settings = settings
         self.stats = DeliveryStats()
         self.halted: str | None = None
-        self.left: int | None = None  # from its "stopped" message
+        self.halted_since: float | None = None  # when the halt began (epoch seconds), while halted
+        # While writes fail and are retried: (since when, epoch seconds; the last failure's reason).
+        self.retrying: tuple[float, str] | None = None
+        self.left: int | None = None  # from its "stopped" message: records taken, not acknowledged
+        self.waiting: int | None = None  # from its "stopped" message: records the spool holds
         self.delete_failures = 0  # its failed commits of delivered ids (from its reports)
         self.last_heard = time.monotonic()  # when it last sent anything (the watchdog reads it)
         self.ended = asyncio.Event()
@@ -162,7 +175,8 @@ class DeliveryProcess:
 
     async def stop(self, timeout: float) -> int | None:
         """Let it flush for up to `timeout` seconds and exit; returns how many records it had
-        not delivered (they stay spooled), None if it did not say."""
+        taken and not delivered (they stay spooled), None if it did not say. `waiting` then holds
+        how many records the spool keeps in all (None if it did not say)."""
         self._send(("stop", timeout))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ended.wait(), timeout + STOP_GRACE)
@@ -194,7 +208,7 @@ class DeliveryProcess:
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "report":
-            _, self.stats, self.halted, requests, self.delete_failures = message
+            _, self.stats, self.halted, requests, self.delete_failures, self.retrying, self.halted_since = message
             if self._on_request is not None:
                 for records, result in requests:
                     self._on_request(records, result)
@@ -206,7 +220,7 @@ class DeliveryProcess:
                 _, what, reason = message
                 self._ready.set_exception(ConfigError(reason) if what == "config" else StartupError(reason))
         elif kind == "stopped":
-            self.left = message[1]
+            _, self.left, self.waiting = message
 
     def _gone(self) -> None:
         if self._conn is not None:
@@ -255,6 +269,9 @@ class Deliverer:
         self._quarantines: list[tuple[int, bytes, str]] = []
         self._requests: list[RequestReport] = []
         self._halted: str | None = None
+        self._halt_began: float | None = None  # (epoch seconds) until something is delivered again
+        self._trouble = Trouble(log_every=TROUBLE_LOG_EVERY, quiet_repeats=True)  # failed writes, all clients
+        self._refreshing: asyncio.Future[None] | None = None
         self._wake_writer = asyncio.Event()
         self._reloaded = asyncio.Event()
         self._stop = asyncio.Event()
@@ -264,11 +281,10 @@ class Deliverer:
         # A commit the spool refused (disk full, I/O error, locked): its ids wait, retried with
         # backoff; delivered records are never sent again by this process meanwhile.
         self._delete_failures = 0
-        self._commit_error: str | None = None
-        self._commit_retry_at = 0.0
-        self._commit_backoff = 0.25
-        self._commit_logged = 0.0
-        self._read_logged = 0.0
+        self._commit_trouble = Trouble(
+            backoff_min=COMMIT_RETRY_MIN, backoff_max=COMMIT_RETRY_MAX, log_every=FAIL_LOG_EVERY
+        )
+        self._read_trouble = Trouble(backoff_min=1.0, backoff_max=1.0, log_every=FAIL_LOG_EVERY)
         self._swap = False  # new Netwrix settings: a new client for the next request
 
     async def _in_db(self, fn: Any, *args: Any) -> Any:
@@ -302,9 +318,9 @@ class Deliverer:
         )
         await self._stop.wait()
         loop.remove_reader(self._conn.fileno())
-        left = await self._shutdown(tasks)
+        left, waiting = await self._shutdown(tasks)
         self._report()
-        self._send(("stopped", left))
+        self._send(("stopped", left, waiting))
         self._conn.close()
 
     def _new_client(self) -> NetwrixClient:
@@ -314,7 +330,15 @@ class Deliverer:
             quarantine=self,
             on_delivered=self._on_delivered,
             on_request=self._on_request,
+            trouble=self._trouble,
+            waiting=self._waiting,
         )
+
+    def _waiting(self) -> int:
+        """Records waiting to be delivered: the spool's count (read again while writes fail; until
+        then at least the records the client holds)."""
+        unsettled = self.client.unsettled if self.client is not None else 0
+        return max(self.spool.records, unsettled) if self.spool is not None else unsettled
 
     # --- the pipe -------------------------------------------------------------------------
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -347,22 +371,52 @@ class Deliverer:
     async def _reporter(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL)
+            if self._trouble.failing:
+                self._refresh_counts()
             self._report()
+
+    def _refresh_counts(self) -> None:
+        """While writes fail nothing is committed here, so the spool's count of waiting records
+        (for the log lines) is read again in the spool thread; not awaited (a locked spool must
+        not hold up the reports), one read at a time."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().run_in_executor(self._db, self._refresh_quietly)
+
+    def _refresh_quietly(self) -> None:
+        spool = self.spool
+        if spool is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):  # (the commits say so when the spool fails)
+                spool.refresh()
 
     def _report(self) -> None:
         assert self.client is not None
-        self._send(("report", self.client.stats, self._halted, self._take_requests(), self._delete_failures))
+        trouble = self._trouble
+        retrying = (trouble.since_wall, trouble.reason) if trouble.reason is not None else None
+        halted_since = self._halt_began if self._halted is not None else None
+        self._send(
+            (
+                "report",
+                self.client.stats,
+                self._halted,
+                self._take_requests(),
+                self._delete_failures,
+                retrying,
+                halted_since,
+            )
+        )
 
     # --- client callbacks: they only queue ids; the writer commits them ---------------------
     def _on_delivered(self, entries: Sequence[Entry]) -> None:
         self._delivered.extend(map(entry_key, entries))  # type: ignore[arg-type]  # (spool record keys; C-level, per record)
+        self._halt_began = None
         self._wake_writer.set()
 
     def _on_request(self, records: int, result: SendResult) -> None:
         self._requests.append((records, result))
 
     def put(self, entry: Entry, reason: str) -> None:
-        """The client's quarantine: moved to the spool's quarantine table by the writer."""
+        """The client's quarantine: moved to the spool's quarantine table by the writer, which
+        logs it by its quarantine id."""
         self._quarantines.append((entry.key, entry.data, reason))  # type: ignore[arg-type]
         self._wake_writer.set()
 
@@ -386,40 +440,45 @@ class Deliverer:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._commit_error is not None and not force and now < self._commit_retry_at:
+        trouble = self._commit_trouble
+        if not force and not trouble.due(now):
             return
         deletes, self._delivered = self._delivered, []
         quarantines, self._quarantines = self._quarantines, []
         try:
-            await self._in_db(self.spool.apply, (), deletes, quarantines)
+            ids = await self._in_db(self.spool.apply, (), deletes, quarantines)
         except (sqlite3.Error, OSError) as exc:
             self._delivered[:0] = deletes
             self._quarantines[:0] = quarantines
             self._delete_failures += 1
-            reason = str(exc) or type(exc).__name__
-            if self._commit_error is None:
-                self._commit_backoff = 0.25
-                self._commit_logged = now
-                log.error(
-                    "cannot commit %d delivered records to the spool (%s): kept in memory, not sent again; retrying",
-                    len(self._delivered),
-                    reason,
-                )
-            else:
-                self._commit_backoff = min(self._commit_backoff * 2, COMMIT_RETRY_MAX)
-                if now - self._commit_logged >= FAIL_LOG_EVERY:
-                    self._commit_logged = now
+            if trouble.failed(exc, now):
+                if trouble.attempts == 1:
                     log.error(
-                        "still cannot commit to the spool (%s): %d delivered records wait", reason, len(self._delivered)
+                        "cannot commit %d delivered records to the spool (%s): kept in memory, not sent again; "
+                        "retrying",
+                        len(self._delivered),
+                        trouble.reason,
                     )
-            self._commit_error = reason
-            self._commit_retry_at = now + self._commit_backoff
+                else:
+                    log.error(
+                        "still cannot commit to the spool after %s (%s): %d delivered records wait",
+                        duration(trouble.lasted(now)),
+                        trouble.reason,
+                        len(self._delivered),
+                    )
             if is_disk_full(exc) and Reserve(self.settings.spool_path).release():
                 log.warning("disk full: released the reserve beside the spool so that deletions can proceed")
             return
-        if self._commit_error is not None:
+        for (_, _, reason), quarantine_id in zip(quarantines, ids, strict=True):
+            log.error(
+                "record quarantined as spool id %d (`nwsyslog spool list` shows it, `nwsyslog spool retry %d` "
+                "sends it again): %s",
+                quarantine_id,
+                quarantine_id,
+                reason,
+            )
+        if trouble.recovered(now) is not None:
             log.warning("the spool takes commits again: %d delivered records settled", len(deletes))
-            self._commit_error = None
 
     async def _feeder(self) -> None:
         assert self.spool is not None
@@ -435,16 +494,19 @@ class Deliverer:
                 continue
             stopping = self._stop.is_set()  # (a read begun before the stop may miss the last commit)
             try:
-                rows = await self._in_db(self.spool.read_after, last_key, READ_CHUNK)
+                rows = await self._in_db(self._read, last_key)
             except (sqlite3.Error, OSError) as exc:
                 now = asyncio.get_running_loop().time()
-                if now - self._read_logged >= FAIL_LOG_EVERY:
-                    self._read_logged = now
-                    log.error("cannot read the spool (%s); retrying", exc)
+                if self._read_trouble.failed(exc, now):
+                    log.error("cannot read the spool (%s); retrying", self._read_trouble.reason)
                 if stopping:
                     self._caught_up.set()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self._read_trouble.backoff)
                 continue
+            if self._read_trouble.failing:
+                episode = self._read_trouble.recovered(asyncio.get_running_loop().time())
+                assert episode is not None
+                log.warning("the spool can be read again after %s", duration(episode.lasted))
             if not rows:
                 if stopping:
                     self._caught_up.set()
@@ -455,9 +517,19 @@ class Deliverer:
             if taken:
                 last_key = entries[taken - 1].key  # type: ignore[assignment]  # a spool record key
 
+    def _read(self, last_key: int) -> list[tuple[int, bytes]]:
+        """(Spool thread.) The next rows to send, and the spool's counts with them (what the log
+        lines about failed writes say waits)."""
+        assert self.spool is not None
+        rows = self.spool.read_after(last_key, READ_CHUNK)
+        self.spool.refresh()
+        return rows
+
     async def _recover(self, client: NetwrixClient) -> int:
         """After a halt: keep everything spooled, wait, then start over with a new client."""
         self._halted = str(client.error)
+        if self._halt_began is None:  # (a halt that persists after the retry began with the first)
+            self._halt_began = time.time()
         self._caught_up.set()  # nothing more is read until it resumes
         self._report()
         log.error(
@@ -498,10 +570,12 @@ class Deliverer:
         )
         return 0
 
-    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> tuple[int, int | None]:
         """Within the stop timeout: read what is spooled now (the listening process committed
         its last records before asking), let the client deliver it (the writer deletes what
-        lands), then commit and close. Whatever is left stays spooled."""
+        lands), then commit and close. Whatever is left stays spooled. Returns how many records
+        the client had taken and not settled, and how many the spool holds in all (None if it
+        could not be read)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._stop_timeout
         if self._halted is None:
@@ -519,17 +593,22 @@ class Deliverer:
         await tasks[2]
         while True:
             await self._commit(force=True)
-            if self._commit_error is None or loop.time() >= deadline:
+            if not self._commit_trouble.failing or loop.time() >= deadline:
                 break
             await asyncio.sleep(0.5)
         if self._delivered:
             log.error(
                 "%d delivered records could not be marked delivered in the spool (%s): the next start sends them again",
                 len(self._delivered),
-                self._commit_error,
+                self._commit_trouble.reason,
             )
+        waiting: int | None = None
+        if self.spool is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._in_db(self.spool.refresh)  # (the listening process's last commit too)
+                waiting = self.spool.records
         await self._close()
-        return left
+        return left, waiting
 
     async def _close(self) -> None:
         if self.spool is not None:

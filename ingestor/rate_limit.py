@@ -1,4 +1,5 @@
-"""Token buckets (a `sources:` entry's `rate_limit`, one bucket per sender) and log throttling.
+"""Token buckets (a `sources:` entry's `rate_limit`, one bucket per sender) and log throttling
+(`LogThrottle`: a line per key at most once an interval; `LogBudget`: so many lines an interval).
 
 Both are on paths where a flood arrives: a bucket decides in O(1) with a few float operations
 and no allocation of its own, and a throttle keeps a flood from turning into a flood of log
@@ -67,3 +68,35 @@ class LogThrottle:
                 return False
         self._last[key] = now
         return True
+
+
+class LogBudget:
+    """At most `lines` log lines per window of `interval` seconds, for events that are each worth
+    a line until they come in a flood (a new sender refused: one line each, but not 10,000 lines
+    for 10,000 spoofed addresses). A window begins with the first line after the last window
+    ended; events beyond its lines are counted in `suppressed`, for the caller's summary line
+    once the window ends (`window_end`)."""
+
+    def __init__(self, lines: int = 10, interval: float = 60.0) -> None:
+        self.lines = lines
+        self.interval = interval
+        self.window_end = 0.0  # when the current window ends (the caller's clock)
+        self.suppressed = 0  # events not logged since the last `take_suppressed`
+        self._used = 0
+
+    def allow(self, now: float) -> bool:
+        """True if an event at `now` may be logged; False (and counted) when the window's lines
+        are used up."""
+        if now >= self.window_end:
+            self.window_end = now + self.interval
+            self._used = 0
+        if self._used < self.lines:
+            self._used += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        """The events not logged since this was last asked (for a summary line)."""
+        suppressed, self.suppressed = self.suppressed, 0
+        return suppressed

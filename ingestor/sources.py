@@ -6,6 +6,13 @@ Nothing raises out of a source for bad input; every drop is counted in `SourceSt
 listener does each handshake itself and checks the client's certificate (`tls_server`) before
 the connection may send; a failed handshake or a refused client is closed, counted and logged
 (at most once a minute per address).
+
+A sender outside the accept list is refused and counted per listener in `SourceStats.refused`
+(address -> count, first and last seen; at most `REFUSED_MAX` addresses, the rest together under
+`OTHER`). Each new refused address is logged once, at most `REFUSED_LOG_LINES` of them per
+`REFUSED_LOG_EVERY` seconds, then one line counting the rest: a flood of spoofed addresses is
+counted, not written out. TCP and TLS connections are counted as accepted, closed with an error
+(a reset, a malformed frame) and closed after `idle_timeout`.
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ import ssl
 import time
 from asyncio.trsock import TransportSocket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Self, cast
 
 from parsers.framing import Framer
 
 from .errors import StartupError
-from .rate_limit import LogThrottle
+from .rate_limit import LogBudget, LogThrottle
 from .tls_server import PermittedPeers, check_peer, handshake_failure
 
 log = logging.getLogger("nwsyslog.sources")
@@ -38,25 +45,41 @@ Handler = Callable[[bytes, str, float], None]
 MAX_DATAGRAM = 65535
 HANDSHAKE_TIMEOUT = 60.0  # seconds a TLS client has to complete its handshake (asyncio's default)
 REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about refused TLS clients of one address
+REFUSED_MAX = 1000  # refused sender addresses remembered per listener; the rest count under OTHER
+OTHER = "other"  # the key of SourceStats.refused for the addresses beyond REFUSED_MAX
+REFUSED_LOG_LINES, REFUSED_LOG_EVERY = 10, 60.0  # new refused senders logged per window, per listener
+
+
+@dataclass(slots=True)
+class RefusedSender:
+    """What one listener refused from one address (not in the accept list)."""
+
+    count: int  # datagrams (UDP) or connections (TCP, TLS) refused
+    first_seen: float  # epoch seconds
+    last_seen: float  # epoch seconds
 
 
 @dataclass
 class SourceStats:
-    """Counters of one listener (monotonic)."""
+    """Counters of one listener (monotonic), and the table of refused senders."""
 
     messages: int = 0
     bytes: int = 0
-    denied: int = 0  # from a source outside the accept list
+    denied: int = 0  # from a source outside the accept list (datagrams, or TCP/TLS connections)
     empty: int = 0  # empty datagrams
     oversize: int = 0  # TCP frames cut at max_message
     malformed: int = 0  # TCP frames with a bad length header or cut short
-    connections: int = 0
-    idle_closed: int = 0
+    connections: int = 0  # TCP/TLS connections accepted (past the accept list and the TLS checks)
+    connection_errors: int = 0  # of those, ended by a reset or a transport error, or with a malformed frame
+    idle_closed: int = 0  # of those, closed after idle_timeout seconds without data
     shed: int = 0  # datagrams read and discarded while the service was paused (overload)
     # TLS clients refused for their certificate: none where one is required, not signed by the
     # CA (both in the handshake), or not in permitted_peers (after it).
     tls_refused: int = 0
     tls_handshake_failures: int = 0  # other failed TLS handshakes: no TLS spoken, protocol errors, timeouts
+    # Senders refused by the accept list: address (as the socket gives it) -> what was refused;
+    # at most REFUSED_MAX addresses, the ones after them together under OTHER.
+    refused: dict[str, RefusedSender] = field(default_factory=dict)
 
 
 class AcceptList:
@@ -74,6 +97,13 @@ class AcceptList:
             return True
         ip = peer_ip(address)
         return ip is not None and any(ip in net for net in self.networks)
+
+
+def _networks(accept: AcceptList, shown: int = 5) -> str:
+    """The accept list for a log line: its first `shown` networks, and how many more."""
+    names = [str(n) for n in accept.networks[:shown]]
+    more = len(accept.networks) - shown
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
 
 
 def peer_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -136,6 +166,13 @@ class Source:
         self.accept = accept or AcceptList()
         self.stats = SourceStats()
         self.paused = False
+        self._refusals = LogBudget(REFUSED_LOG_LINES, REFUSED_LOG_EVERY)
+        self._refusal_summary: asyncio.TimerHandle | None = None
+
+    @property
+    def name(self) -> str:
+        """The listener as configured: `udp://0.0.0.0:514`."""
+        return f"{self.kind}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         """Bind and start receiving; raises StartupError if the address cannot be bound."""
@@ -169,6 +206,61 @@ class Source:
             self.handler(raw, peer, received_at)
         except Exception:
             log.exception("handler failed on a %s message from %s", self.kind, peer)
+
+    def _refuse_sender(self, ip: str, now: float) -> None:
+        """Count a datagram or connection from `ip`, which the accept list refused (`now`:
+        time.time()); the first from an address is logged, within the log budget."""
+        stats = self.stats
+        stats.denied += 1
+        table = stats.refused
+        seen = table.get(ip)
+        if seen is None and len(table) >= REFUSED_MAX + (OTHER in table):
+            ip, seen = OTHER, table.get(OTHER)
+        if seen is not None:
+            seen.count += 1
+            seen.last_seen = now
+            return
+        table[ip] = RefusedSender(1, now, now)
+        if ip == OTHER:
+            log.warning(
+                "refused %s traffic from more than %d addresses not in the accept list: the ones after them are "
+                "counted together as %r, not logged",
+                self.name,
+                REFUSED_MAX,
+                OTHER,
+            )
+        elif self._refusals.allow(now):
+            log.warning(
+                "refused %s traffic from %s: not in the accept list (accept: %s); further %s from it are counted, "
+                "not logged",
+                self.name,
+                ip,
+                _networks(self.accept),
+                "messages" if self.kind == "udp" else "connections",
+            )
+        elif self._refusal_summary is None:
+            delay = max(0.0, self._refusals.window_end - now)
+            self._refusal_summary = asyncio.get_running_loop().call_later(delay, self._log_refusal_summary)
+
+    def _log_refusal_summary(self) -> None:
+        """The line for the new refused senders the log budget did not let through one by one."""
+        self._refusal_summary = None
+        more = self._refusals.take_suppressed()
+        if more:
+            log.warning(
+                "refused %s traffic from %d more new addresses not in the accept list within %.0f s (counted, not "
+                "logged one by one; %d refused addresses so far)",
+                self.name,
+                more,
+                REFUSED_LOG_EVERY,
+                len(self.stats.refused) - (OTHER in self.stats.refused),
+            )
+
+    def _flush_refusals(self) -> None:
+        """At close: the summary line that was still to come, now."""
+        if self._refusal_summary is not None:
+            self._refusal_summary.cancel()
+            self._log_refusal_summary()
 
     def _bind_error(self, exc: OSError) -> StartupError:
         return StartupError(f"cannot listen on {self.kind}://{self.host}:{self.port}: {exc.strerror}")
@@ -204,7 +296,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             return
         peer: str = addr[0]
         if self._allows is not None and not self._allows(peer):
-            self._stats.denied += 1
+            self._source._refuse_sender(peer, time.time())
         elif not data:
             self._stats.empty += 1
         else:
@@ -284,6 +376,7 @@ class UdpSource(Source):
         """Stop receiving; idempotent."""
         if self._transport is not None:
             self._transport.close()
+        self._flush_refusals()
 
 
 class _TcpConnection(asyncio.Protocol):
@@ -295,6 +388,7 @@ class _TcpConnection(asyncio.Protocol):
         self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._counted = (0, 0)  # framer counters already added to the source's stats
+        self._idle = False  # closed for its idle timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport implements asyncio.Transport without subclassing it.
@@ -303,7 +397,7 @@ class _TcpConnection(asyncio.Protocol):
         self._peer = peer[0] if peer else ""
         stats = self._source.stats
         if not self._source.accept.allows(self._peer):
-            stats.denied += 1
+            self._source._refuse_sender(self._peer, time.time())
             transport.abort()
             return
         stats.connections += 1
@@ -322,6 +416,7 @@ class _TcpConnection(asyncio.Protocol):
             self._schedule(left)
             return
         self._source.stats.idle_closed += 1
+        self._idle = True
         self._deliver(self._framer.close())
         if self._transport is not None:
             self._transport.close()
@@ -352,6 +447,10 @@ class _TcpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._sync_counts()
+        if self._transport is not None and not self._idle and (exc is not None or self._framer.malformed):
+            self._source.stats.connection_errors += 1
+            why = exc if exc is not None else "a malformed frame"
+            log.debug("%s connection from %s ended with an error: %s", self._source.name, self._peer, why)
         self._source.connections.discard(self)
 
     def abort(self) -> None:
@@ -531,7 +630,7 @@ class TcpSource(Source):
                 continue
             ip, port = address[0], address[1]
             if not self.accept.allows(ip):
-                self.stats.denied += 1
+                self._refuse_sender(ip, time.time())
                 conn.close()
                 continue
             held = _Held(conn)
@@ -612,3 +711,4 @@ class TcpSource(Source):
         for connection in list(self.connections):
             with contextlib.suppress(Exception):
                 connection.abort()
+        self._flush_refusals()

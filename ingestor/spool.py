@@ -160,7 +160,7 @@ class Spool:
 
     Example:
         >>> with Spool(":memory:", fmt="xml") as spool:
-        ...     spool.apply(inserts=[b"<ActivityRecord/>", b"<ActivityRecord></ActivityRecord>"])
+        ...     _ = spool.apply(inserts=[b"<ActivityRecord/>", b"<ActivityRecord></ActivityRecord>"])
         ...     [data for _, data in spool.read_after(0, 10)]
         [b'<ActivityRecord/>', b'<ActivityRecord></ActivityRecord>']
     """
@@ -290,11 +290,12 @@ class Spool:
         inserts: Sequence[bytes] = (),
         deletes: Iterable[int] = (),
         quarantines: Iterable[tuple[int, bytes, str]] = (),
-    ) -> None:
+    ) -> list[int]:
         """In one transaction: append `inserts`, delete the delivered records `deletes` (keys
         from `read_after`), and move `quarantines` ((key, data, reason)) from the records to the
         quarantine. Keys that are no longer waiting are skipped. The counters then hold the
-        file's totals."""
+        file's totals. Returns the quarantine ids given to `quarantines`, in order (the ids
+        `nwsyslog spool list` shows and `spool retry` takes)."""
         now = time.time()
         db = self._db
         moved = list(quarantines)
@@ -310,15 +311,19 @@ class Spool:
                     "INSERT INTO records (data, created, lengths) VALUES (?, ?, ?)",
                     ((b"".join(chunk), now, _lengths(chunk)) for chunk in _chunks(inserts, self._row_records)),
                 )
-            if moved:
-                db.executemany(
+            ids: list[int] = []
+            for key, data, reason in moved:  # (one by one for the ids: quarantines are rare)
+                cursor = db.execute(
                     "INSERT INTO quarantine (record_id, data, reason, created) VALUES (?, ?, ?, ?)",
-                    ((key, data, reason, now) for key, data, reason in moved),
+                    (key, data, reason, now),
                 )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
             gone, gone_bytes = self._settle(settled)
             db.execute(_COUNT, (len(inserts) - gone, sum(map(len, inserts)) - gone_bytes, len(moved)))
             if inserts:
                 db.execute(_INSERTED, (len(inserts),))
+        return ids
 
     def _settle(self, settled: dict[int, set[int]]) -> tuple[int, int]:
         """Mark these positions of these rows done; a row all done is deleted. Returns how many

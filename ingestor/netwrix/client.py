@@ -29,6 +29,7 @@ from typing import Protocol
 import httpx
 
 from ..errors import DeliveryError, RecordTooLarge
+from ..trouble import Trouble
 from .batcher import Batch, Batcher, Entry, entry_key
 from .config import BatchConfig, NetwrixConfig
 from .delivery import Delivery, DeliveryStats, Sink
@@ -41,7 +42,9 @@ log = logging.getLogger("nwsyslog.client")
 
 
 class Quarantine(Protocol):
-    """Where records that must not be sent again go, with the reason."""
+    """Where records that must not be sent again go, with the reason. It also logs each one,
+    naming the record the way an operator finds it there (the delivery process: by the spool id
+    `nwsyslog spool list` shows and `nwsyslog spool retry` takes, once it is stored)."""
 
     def put(self, entry: Entry, reason: str) -> None:
         """Keep `entry` with `reason`."""
@@ -55,6 +58,8 @@ class MemoryQuarantine:
     items: list[tuple[Entry, str]] = field(default_factory=list)
 
     def put(self, entry: Entry, reason: str) -> None:
+        """Keep `entry` with `reason` in `items`, and log it by its key."""
+        log.error("record %s quarantined: %s", entry.key, reason)
         self.items.append((entry, reason))
 
 
@@ -72,7 +77,12 @@ class NetwrixClient:
         clock: Callable[[], float] = time.monotonic,
         on_delivered: Callable[[Sequence[Entry]], None] | None = None,
         on_request: Callable[[int, SendResult], None] | None = None,
+        trouble: Trouble | None = None,
+        waiting: Callable[[], int] | None = None,
     ) -> None:
+        """`trouble`: the failed writes' bookkeeping, to share one across successive clients
+        (a new one if None); `waiting()`: how many records wait to be delivered, for the log
+        lines about failed writes (None: the records this client holds unsettled)."""
         self.encoder = encoder_for(netwrix.format)
         self.quarantine: Quarantine = quarantine if quarantine is not None else MemoryQuarantine()
         self._owned_sink = sink is None
@@ -92,6 +102,8 @@ class NetwrixClient:
             max_attempts=retry.max_attempts,
             on_request=on_request,
             bisect_after_500=retry.bisect_after_500,
+            trouble=trouble,
+            waiting=waiting if waiting is not None else lambda: len(self._unsettled),
         )
         self._on_delivered = on_delivered
         self._workers_n = netwrix.max_in_flight
@@ -110,6 +122,11 @@ class NetwrixClient:
     def stats(self) -> DeliveryStats:
         """What the delivery loop did so far."""
         return self._delivery.stats
+
+    @property
+    def trouble(self) -> Trouble:
+        """The failed writes since the last accepted one (`trouble.failing` while retrying)."""
+        return self._delivery.trouble
 
     async def start(self) -> None:
         """Start the delivery tasks and the linger timer."""
@@ -181,7 +198,6 @@ class NetwrixClient:
         try:
             return self._batcher.add(entry, now)
         except RecordTooLarge as exc:
-            log.error("record %s quarantined: %s", entry.key, exc)
             self.quarantined(entry, str(exc))
             return []
 

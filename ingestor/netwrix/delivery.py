@@ -37,6 +37,13 @@ timeout, a refused connection, starts the count again: those are outages) is bis
 Records set aside go out after the rest of their batch, so a persistent 500 can change the order.
 502, 503, 504, 408, 429, timeouts and connection errors are retried forever as before;
 `bisect_after_500` 0 retries a 500 forever too.
+
+Failed writes are one `Trouble`, shared by every task delivering through one `Delivery` (and, given
+one, by successive deliveries): the first failure is logged at WARNING, then at most one "still
+failing" line per `TROUBLE_LOG_EVERY` seconds with the attempts, the last reason and the records
+waiting, and the first write accepted after it says "delivering again" once. Trouble that begins
+again within that minute (a flaky server) is counted and logged with the next line, not at once.
+Each retry itself is logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -51,12 +58,15 @@ from enum import Enum
 from typing import Protocol
 
 from ..errors import AuthError, DeliveryError, DeliveryHalted, EndpointError, RetriesExhausted
+from ..trouble import Trouble, duration
 from .batcher import Batch, Entry
 from .encoding import Encoder
 from .retry import Backoff, Outcome
 from .sink import SendResult
 
 log = logging.getLogger("nwsyslog.delivery")
+
+TROUBLE_LOG_EVERY = 60.0  # seconds between "Netwrix writes still failing" lines
 
 
 class Sink(Protocol):
@@ -132,9 +142,15 @@ class Delivery:
         on_request: Callable[[int, SendResult], None] | None = None,
         bisect_after_500: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        trouble: Trouble | None = None,
+        waiting: Callable[[], int] | None = None,
     ) -> None:
         """`bisect_after_500` seconds of 500s make a body bisected (0: retried forever); see the
-        module docstring. `clock` and `sleep` are injectable for tests."""
+        module docstring. `trouble` keeps the failed writes (a new one if None; `clock`'s times);
+        `waiting()` says how many records wait to be delivered, for the log lines about them.
+        `clock` and `sleep` are injectable for tests."""
+        self.trouble = trouble if trouble is not None else Trouble(log_every=TROUBLE_LOG_EVERY, quiet_repeats=True)
+        self._waiting = waiting
         self._on_request = on_request  # (records in the body, result): for metrics
         self._bisect_after_500 = bisect_after_500
         self._clock = clock
@@ -231,14 +247,18 @@ class Delivery:
                 self._on_request(len(batch), result)
             if result.outcome is Outcome.DELIVERED:
                 self._last_accepted = self._clock()
+                if self.trouble.failing:
+                    self._recovered(self._last_accepted)
                 return result, None
             if result.outcome is Outcome.HALT:
                 raise _halt_error(result)
             if result.outcome is not Outcome.RETRY:
                 return result, None
+            now = self._clock()
+            if self.trouble.failed(result.reason, now):
+                self._log_trouble(now)
             step: _Step | None = None
             if result.status == 500 and self._bisect_after_500 > 0:
-                now = self._clock()
                 first = part.first_500 = now if part.first_500 is None else part.first_500
                 if part.since is not None and not part.aside:
                     # A half of a persistent-500 bisection, answered 500 the first time it went out.
@@ -254,9 +274,7 @@ class Delivery:
                 raise RetriesExhausted(part.attempts, result.reason)
             delay = self._backoff.delay(part.attempts - 1, result.retry_after)
             self.stats.retries += 1
-            level = logging.WARNING if part.attempts % 10 == 0 else logging.INFO
-            log.log(
-                level,
+            log.debug(
                 "write of %d records failed (%s); retry %d in %.2fs",
                 len(batch),
                 result.reason,
@@ -266,6 +284,45 @@ class Delivery:
             await self._sleep(delay)
             if step is _Step.ASIDE:
                 return result, step
+
+    def _log_trouble(self, now: float) -> None:
+        """The line about failing writes that `Trouble.failed` asked for: the first, or the next
+        "still failing" one."""
+        trouble = self.trouble
+        brief = trouble.take_brief()
+        also = f" (and {brief:,} brief failures since the last line)" if brief else ""
+        if trouble.attempts == 1:
+            log.warning(
+                "Netwrix writes failing (%s): retrying with backoff%s%s",
+                trouble.reason,
+                self._waiting_text("; {:,} records waiting"),
+                also,
+            )
+        else:
+            log.warning(
+                "Netwrix writes still failing after %s: %d attempts, last: %s%s%s",
+                duration(trouble.lasted(now)),
+                trouble.attempts,
+                trouble.reason,
+                self._waiting_text("; {:,} records waiting"),
+                also,
+            )
+
+    def _recovered(self, now: float) -> None:
+        """A write was accepted after failed ones: the trouble is over (said once, if it was said)."""
+        episode = self.trouble.recovered(now)
+        if episode is not None and episode.logged:
+            log.warning(
+                "delivering again; %s %s (%d failed attempts, last: %s)",
+                self._waiting_text("{:,} records waited", "records waited"),
+                duration(episode.lasted),
+                episode.attempts,
+                episode.reason,
+            )
+
+    def _waiting_text(self, template: str, otherwise: str = "") -> str:
+        """`template` with the number of records waiting, or `otherwise` when it is not known."""
+        return template.format(self._waiting()) if self._waiting is not None else otherwise
 
     def _judge_500(self, part: _Part, first: float, now: float) -> _Step | None:
         """After another 500 to `part` (500s only since `first`): bisect or quarantine it
@@ -298,8 +355,8 @@ class Delivery:
             )
 
     def _quarantine(self, entry: Entry, reason: str) -> None:
+        # (The listener's quarantine logs it, naming the record as the operator finds it there.)
         self.stats.quarantined += 1
-        log.error("record %s quarantined: %s", entry.key, reason)
         self._listener.quarantined(entry, reason)
 
 
