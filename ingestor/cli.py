@@ -191,16 +191,9 @@ def emulator(
 def _fail(error: Exception | str, code: int | None = None) -> NoReturn:
     """One line on stderr (a JSON object under --log-format json), then the exit code: 2 for a
     ConfigError, 3 for a StartupError, else `code`."""
-    from .logs import current_settings
+    from .logs import error_line
 
-    if current_settings()[1] == "json":
-        import json
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        click.echo(json.dumps({"time": now, "level": "error", "logger": "nwsyslog", "message": str(error)}), err=True)
-    else:
-        click.echo(f"nwsyslog: {error}", err=True)
+    click.echo(error_line(str(error)), err=True)
     if code is None:
         code = (
             EXIT_CONFIG
@@ -229,6 +222,9 @@ def _fail(error: Exception | str, code: int | None = None) -> NoReturn:
 @click.option("--data-source", default=None, help="DataSource for every record (default: each pack's own).")
 @click.option("--monitoring-plan", default=None, help="MonitoringPlan name for every record.")
 @click.option("--item", default=None, help="Item name for every record.")
+@click.option(
+    "--summary", is_flag=True, help="Print the unmatched lines grouped by shape (as `nwsyslog unmatched`) instead."
+)
 def parse(
     file: BinaryIO,
     explain: bool,
@@ -242,6 +238,7 @@ def parse(
     data_source: str | None,
     monitoring_plan: str | None,
     item: str | None,
+    summary: bool,
 ) -> None:
     """Map syslog lines (FILE or - for stdin, with or without PRI) to Activity Records.
 
@@ -255,7 +252,9 @@ def parse(
     from ingestor.netwrix.encoding import XmlEncoder
     from parsers.rules.loader import load_ruleset
     from parsers.rules.testing import ExplainOptions, dump_line, explain_lines
-    from parsers.syslog import zone_for
+    from parsers.syslog import parse_syslog, zone_for
+
+    from .unmatched import Inventory, format_listing, mine
 
     if explain and fmt == "xml":
         raise click.UsageError("--explain prints JSON; leave out --format xml")
@@ -285,12 +284,18 @@ def parse(
     counts = {"record": 0, "unmatched": 0, "error": 0, "dropped": 0}
     xml = XmlEncoder() if fmt == "xml" else None
     fragments: list[bytes] = []
-    for obj in explain_lines(ruleset, file, options):
+    lines: list[bytes] = list(file) if summary else []
+    inventory = Inventory() if summary else None
+    for obj in explain_lines(ruleset, lines if summary else file, options):
         kind = next(k for k in ("record", "unmatched", "error", "dropped") if k in obj)
         counts[kind] += 1
         if kind == "error":
             click.echo(f"line {obj['line']}: rule {obj['rule']}: {obj['error']}", err=True)
-        if explain:
+        if inventory is not None:
+            if kind == "unmatched":
+                raw = lines[obj["line"] - 1]
+                mine([(parse_syslog(raw, source=source, received_at=when, tz=tz), raw)], inventory)
+        elif explain:
             click.echo(dump_line(obj))
         elif kind == "record":
             if xml is not None:
@@ -299,6 +304,10 @@ def parse(
                 click.echo(dump_line(obj["record"]))
     if xml is not None:
         click.echo(xml.join(fragments).decode("utf-8"))
+    if inventory is not None:
+        from .status import unmatched_json
+
+        click.echo(format_listing(unmatched_json(inventory)))
     total = sum(counts.values())
     click.echo(
         f"{total} lines: {counts['record']} records, {counts['unmatched']} unmatched, "
@@ -346,11 +355,17 @@ def test_rules(paths: tuple[Path, ...], no_builtin: bool, generate: bool) -> Non
     so an example shadowed by another rule fails. Exit code 1 when anything fails.
     """
     from parsers.rules.testing import run_rule_tests
+    from parsers.yamlfile import each_error
+
+    from .config_check import echo_errors
 
     try:
         report = run_rule_tests(paths, builtin=not no_builtin, generate=generate)
     except ConfigError as exc:
-        _fail(exc)
+        echo_errors(each_error(exc))  # every rule file's errors, one line each
+        sys.exit(EXIT_CONFIG)
+    for override in report.overrides:
+        click.echo(str(override))
     for failure in report.failures:
         click.echo(str(failure))
     for path in report.generated:
@@ -361,12 +376,16 @@ def test_rules(paths: tuple[Path, ...], no_builtin: bool, generate: bool) -> Non
 
 
 def _config_or_exit(path: Path | None) -> ServiceConfig:
+    from parsers.yamlfile import each_error
+
     from .config import load_service_config
+    from .config_check import echo_errors
 
     try:
         return load_service_config(path)
     except ConfigError as exc:
-        _fail(exc)
+        echo_errors(each_error(exc))  # every error of the file, one line each
+        sys.exit(EXIT_CONFIG)
 
 
 _CONFIG_OPTION = click.option(
@@ -426,7 +445,14 @@ def run_command(config_path: Path | None, workers: int, worker_index: int) -> No
 
     try:
         run(serve())
-    except (ConfigError, StartupError) as exc:
+    except ConfigError as exc:
+        from parsers.yamlfile import each_error
+
+        from .config_check import echo_errors
+
+        echo_errors(each_error(exc))  # a rule set's errors, one line each
+        sys.exit(EXIT_CONFIG)
+    except StartupError as exc:
         _fail(exc)
     if service.failure is not None:  # a stage failed (logged); exit 1 so a supervisor restarts it
         _fail(f"stopped: {service.failure}", EXIT_RUNTIME)
@@ -461,60 +487,30 @@ def _supervise(config_path: Path | None, config: ServiceConfig, workers: int) ->
 
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-def check_config(file: Path) -> None:
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also ask the Netwrix server one read-only question (a search matching nothing): proves the URL, "
+    "TLS trust or pinned thumbprint and the credentials, without writing a record.",
+)
+def check_config(file: Path, connect: bool) -> None:
     """Validate a configuration file (and the rule files it names) without starting anything.
 
-    Prints what the service would do; secrets are never printed. Exit code 2 on any error.
+    Reports every error at once (file:line: key: reason), which user rules replace built-in
+    ones, and binds every port the service would listen on (releasing it at once). Prints what
+    the service would do; secrets are never printed. Exit code 2 on any error.
     """
-    from .service import default_spool_path, load_rules
+    from .config_check import check, echo_errors
 
-    config = _config_or_exit(file)
-    try:
-        ruleset = load_rules(config)
-    except ConfigError as exc:
-        _fail(exc)
-    from .tls_server import server_context
-
-    for listener in config.listeners:
-        if listener.scheme == "tls":
-            try:
-                server_context(listener)  # certificate, key and client CA load
-            except ConfigError as exc:
-                _fail(exc)
-    nw = config.netwrix
-    auth = nw.auth
-    if auth.method == "none":
-        credentials = "none"
-    else:
-        origin = (
-            f"from ${auth.password_env}"
-            if auth.password_env
-            else f"from {auth.password_file}"
-            if auth.password_file
-            else "set in the file"
-            if auth.password.get_secret_value()
-            else "empty"
-        )
-        credentials = f"{auth.method} as {auth.username} (password {origin})"
-    lines = [
-        f"{file}: ok",
-        "  listeners: " + ", ".join(listener.url for listener in config.listeners),
-        f"  netwrix: {'in-process emulator' if config.emulator else nw.write_url} ({nw.format})",
-        f"  auth: {credentials}; tls: {nw.tls.mode}",
-        f"  rules: {len(ruleset)} ({'built-in + ' if config.rules.builtin else ''}"
-        f"{len(config.rules.paths)} user path(s))",
-        f"  spool: {config.spool.path or default_spool_path()} (max {config.spool.max_records:,} records, "
-        f"overflow {config.spool.overflow})",
-        f"  accept list: {', '.join(config.accept) if config.accept else 'everyone'}; "
-        f"{len(config.sources)} per-source setting(s); time zone {config.timezone}",
-        f"  metrics: {config.metrics.listen or 'off'}",
-    ]
-    click.echo("\n".join(lines))
-    from .spool_health import space_warning
-
-    warning = space_warning(config.spool.path or default_spool_path(), config.spool.max_bytes)
-    if warning is not None:
+    report = check(file, connect=connect)
+    lines = [*report.lines, *report.connect] if report.ok else report.connect
+    if lines:
+        click.echo("\n".join(lines))
+    for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if not report.ok:
+        echo_errors(report.errors)
+        sys.exit(EXIT_CONFIG)
 
 
 @main.command("send")
@@ -673,6 +669,124 @@ def spool_retry(config_path: Path | None, spool_path: Path | None, ids: tuple[in
     with _open_spool(config_path, spool_path) as spool:
         moved = spool.retry(list(ids) if ids else None)
         click.echo(f"{moved} records moved back to the spool; the service sends them next")
+
+
+@main.command("unmatched")
+@_CONFIG_OPTION
+@click.option(
+    "--from",
+    "from_file",
+    type=click.File("rb"),
+    default=None,
+    help="Group the unmatched lines of this log file (- for stdin) instead of asking the service.",
+)
+@click.option("--url", default=None, help="The service's metrics address (default: metrics.listen).")
+@click.option("--draft", "draft_id", default=None, metavar="ID", help="Print a YAML rule drafted for this shape.")
+@click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Shapes to list.")
+def unmatched_command(
+    config_path: Path | None,
+    from_file: BinaryIO | None,
+    url: str | None,
+    draft_id: str | None,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """List the shapes of messages no rule maps, most frequent first, with counts, hosts and
+    samples: from the running service (its metrics listener), else from the inventory it saved
+    beside its spool, or with --from from a log file. --draft ID prints a rule for one shape."""
+    import json
+
+    from .status import unmatched_json
+
+    config = _config_or_exit(config_path)
+    data = unmatched_json(_mine_file(config, from_file)) if from_file is not None else _service_inventory(config, url)
+    if draft_id is not None:
+        shape = next((s for s in data["shapes"] if str(s["id"]).upper() == draft_id.upper()), None)
+        if shape is None:
+            known = ", ".join(str(s["id"]) for s in data["shapes"][:20]) or "none"
+            _fail(f"no unmatched shape {draft_id!r} (shapes: {known})", EXIT_CONFIG)
+        click.echo(shape["draft"], nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    from .unmatched import format_listing
+
+    click.echo(format_listing(data, samples=bool(data.get("samples_allowed", True)), limit=limit))
+
+
+def _mine_file(config: ServiceConfig, file: BinaryIO) -> Any:
+    """The unmatched inventory of a log file's lines under the configuration's rules."""
+    from datetime import UTC, datetime
+
+    from parsers.syslog import parse_syslog, zone_for
+
+    from .service import load_rules
+    from .unmatched import Inventory, mine
+
+    try:
+        ruleset = load_rules(config)
+    except ConfigError as exc:
+        _fail(exc)
+    settings = config.unmatched
+    inventory = Inventory(samples=settings.samples, max_shapes=settings.max_shapes, max_samples=settings.max_samples,
+                          max_hosts=settings.max_hosts)  # fmt: skip
+    now, tz = datetime.now(UTC), zone_for(config.timezone)
+    parsed = ((parse_syslog(line, received_at=now, tz=tz), line) for line in file if line.strip())
+    return mine(((m, line) for m, line in parsed if ruleset.match(m) is None), inventory)
+
+
+def _service_inventory(config: ServiceConfig, url: str | None) -> dict[str, Any]:
+    """The running service's inventory (GET /api/unmatched), else the one saved beside its spool."""
+    import base64
+
+    import httpx
+
+    from .config import read_secret_file
+    from .service import default_spool_path
+    from .status import unmatched_json
+    from .unmatched import Inventory, inventory_path
+
+    listen = url or config.metrics.listen
+    problem = "metrics.listen is off"
+    if listen:
+        base = listen if "://" in listen else f"http://{listen}"
+        base = base.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+        headers = {}
+        metrics = config.metrics
+        try:
+            if metrics.auth_token_file is not None:
+                headers["Authorization"] = "Bearer " + read_secret_file(metrics.auth_token_file, "auth_token_file")
+            elif metrics.basic_auth is not None:
+                secret = read_secret_file(metrics.basic_auth.password_file, "password_file")
+                pair = f"{metrics.basic_auth.username}:{secret}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        except ValueError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        try:
+            response = httpx.get(f"{base.rstrip('/')}/api/unmatched", headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            problem = f"the service does not answer at {base} ({exc})"
+        else:
+            if response.status_code == 200:
+                data: dict[str, Any] = response.json()
+                return data
+            problem = f"{base}/api/unmatched answered {response.status_code}"
+    path = inventory_path(config.spool.path or default_spool_path())
+    inventory = Inventory(samples=config.unmatched.samples)
+    try:
+        found = inventory.load(path)
+    except (OSError, ValueError) as exc:
+        _fail(f"{problem}, and {exc}", EXIT_CONFIG)
+    if not found:
+        _fail(f"{problem}, and no inventory was saved at {path} (is the service configured with this file?)",
+              EXIT_CONFIG)  # fmt: skip
+    import time
+
+    age = time.time() - path.stat().st_mtime
+    click.echo(f"({problem}: showing the inventory it saved in {path}, {age:.0f} s ago)", err=True)
+    return unmatched_json(inventory)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,9 +6,9 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .netwrix.config import BatchConfig, NetwrixConfig
@@ -39,6 +39,39 @@ def parse_listener_url(url: str) -> tuple[str, str, int]:
         raise ValueError(f"expected udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT, got {url!r}")
     return m["scheme"], m["host"].strip("[]"), int(m["port"])
 
+
+def check_network(value: str) -> str:
+    """A CIDR (or a single address) as `accept` and `sources[].cidr` take it; ValueError when
+    it is none, or when it has host bits set (10.20.30.0/8), saying what it would mean and what
+    was likely meant: a host-bit typo would otherwise silently widen or shift the range."""
+    try:
+        ipaddress.ip_network(value.strip())
+    except ValueError as exc:
+        if "has host bits set" not in str(exc):
+            raise
+        loose = ipaddress.ip_network(value.strip(), strict=False)
+        address = ipaddress.ip_interface(value.strip()).ip
+        # The shortest prefix at which the address written is a network boundary, rounded up to
+        # whole octets (IPv4) or groups (IPv6), the boundaries people write CIDRs at.
+        bits, step = loose.max_prefixlen, 8 if loose.version == 4 else 16
+        trailing = (int(address) & -int(address)).bit_length() - 1
+        prefix = min(bits, -(-(bits - trailing) // step) * step)
+        meant = f"{address}/{prefix}" + (f" (only {address})" if prefix == bits else "")
+        raise ValueError(
+            f"{value.strip()} has host bits set; did you mean {loose} ({_spans(loose)}) or {meant}?"
+        ) from None
+    return value
+
+
+def _spans(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """What a network covers, as people say it: `all of 10.x.x.x`, or its first and last address."""
+    if network.version == 4 and network.prefixlen % 8 == 0 and network.prefixlen:
+        kept = str(network.network_address).split(".")[: network.prefixlen // 8]
+        return "all of " + ".".join(kept + ["x"] * (4 - len(kept)))
+    return f"{network[0]} to {network[-1]}"
+
+
+Cidr = Annotated[str, AfterValidator(check_network)]
 
 _TLS_CLIENT_KEYS = ("ca_file", "verify_client", "permitted_peers")
 
@@ -216,17 +249,11 @@ class RateLimitConfig(BaseModel):
 class SourceConfig(RecordFieldsConfig):
     """Settings for senders in `cidr`: their time zone, record fields and rate limit (first match wins)."""
 
-    cidr: str
+    cidr: Cidr
     timezone: str | None = None
     rate_limit: RateLimitConfig | None = Field(
         None, description="per sender address; what exceeds it is dropped and counted per address"
     )
-
-    @field_validator("cidr")
-    @classmethod
-    def _check_cidr(cls, value: str) -> str:
-        ipaddress.ip_network(value, strict=False)  # ValueError names it
-        return value
 
     @field_validator("timezone")
     @classmethod
@@ -291,12 +318,72 @@ class WatchdogConfig(BaseModel):
         return self
 
 
+class UnmatchedConfig(BaseModel):
+    """`unmatched:`: the inventory of messages no rule maps (`nwsyslog unmatched`, the status page)."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    samples: bool = Field(True, description="keep a few sample lines per shape (off: no message text is kept)")
+    max_shapes: int = Field(1000, ge=1, le=100_000, description="shapes kept in all; beyond, messages are only counted")
+    max_samples: int = Field(3, ge=0, le=20)
+    max_hosts: int = Field(5, ge=0, le=100)
+    mine_per_second: int = Field(
+        5000, ge=1, description="unmatched messages mined a second at most; the rest are only counted"
+    )
+
+
+def read_secret_file(path: Path, key: str) -> str:
+    """The first line of a secret file (surrounding whitespace removed); ValueError naming `key`
+    when it cannot be read or the line is empty. The secret itself is never in the message."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{key}: cannot read {path}: {reason}") from None
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ValueError(f"{key}: {path} is empty (the secret is its first line)")
+    return secret
+
+
+class MetricsBasicAuthConfig(BaseModel):
+    """`metrics.basic_auth`: the one user (HTTP Basic) a browser gives for the status page."""
+
+    model_config = _STRICT
+
+    username: str = Field(min_length=1, description="no colon")
+    password_file: Path = Field(description="file holding the password (first line); read at start")
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("a Basic username cannot contain ':'")
+        return value
+
+    @model_validator(mode="after")
+    def _readable(self) -> Self:
+        read_secret_file(self.password_file, "password_file")
+        return self
+
+
 class MetricsConfig(BaseModel):
-    """The Prometheus endpoint, with /healthz and /readyz beside it."""
+    """The metrics listener: Prometheus `/metrics`, `/healthz`, `/readyz`, the status page `/`
+    and `/api/status`. With `auth_token_file` or `basic_auth` every path but `/healthz` needs
+    them; a `listen` address beyond loopback without either logs a warning at start unless
+    `allow_unauthenticated` says that is meant."""
 
     model_config = _STRICT
 
     listen: str | None = Field("127.0.0.1:9102", description="HOST:PORT, or null for no endpoint")
+    auth_token_file: Path | None = Field(
+        None, description="file holding a bearer token (first line; read at start): Authorization: Bearer TOKEN"
+    )
+    basic_auth: MetricsBasicAuthConfig | None = Field(None, description="{username, password_file}: HTTP Basic")
+    allow_unauthenticated: bool = Field(
+        False, description="true: a listen address beyond loopback without authentication is meant (no warning)"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -304,6 +391,41 @@ class MetricsConfig(BaseModel):
         if value is not None:
             parse_host_port(value)
         return value
+
+    @field_validator("auth_token_file")
+    @classmethod
+    def _check_token_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_secret_file(value, "auth_token_file")
+        return value
+
+    @property
+    def authenticated(self) -> bool:
+        """True when a bearer token or a Basic user is configured."""
+        return self.auth_token_file is not None or self.basic_auth is not None
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when `listen` is a loopback address (or localhost), reachable from this host only."""
+        if self.listen is None:
+            return True
+        host = parse_host_port(self.listen)[0]
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
+
+    def exposure_warning(self) -> str | None:
+        """What to log at start when the listener is open beyond loopback to anyone, else None."""
+        if self.listen is None or self.loopback_only or self.authenticated or self.allow_unauthenticated:
+            return None
+        return (
+            f"metrics.listen {self.listen} is reachable beyond this host without authentication: anyone who "
+            "reaches it reads the status page (hosts, senders, unmatched messages, delivery errors); set "
+            "metrics.auth_token_file or metrics.basic_auth, or metrics.allow_unauthenticated: true if that is meant"
+        )
 
 
 class ServiceConfig(BaseModel):
@@ -316,13 +438,14 @@ class ServiceConfig(BaseModel):
     batching: BatchConfig = BatchConfig()
     records: RecordFieldsConfig = RecordFieldsConfig()
     sources: tuple[SourceConfig, ...] = ()
-    accept: tuple[str, ...] = Field((), description="CIDRs allowed to send; empty = everyone")
+    accept: tuple[Cidr, ...] = Field((), description="CIDRs allowed to send; empty = everyone")
     timezone: str = Field("UTC", description="zone of timestamps without one, unless a source says otherwise")
     rules: RulesConfig = RulesConfig()
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
     shutdown_timeout: float = Field(10.0, ge=0, description="seconds to flush on SIGTERM; the rest stays spooled")
     watchdog: WatchdogConfig = WatchdogConfig()
+    unmatched: UnmatchedConfig = UnmatchedConfig()
     emulator: bool = Field(False, description="run the Netwrix API emulator in-process and write to it (demo)")
     emulator_listen: str = Field("127.0.0.1:0", description="where the in-process emulator listens")
 
@@ -330,13 +453,6 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _check_emulator_listen(cls, value: str) -> str:
         parse_host_port(value)
-        return value
-
-    @field_validator("accept")
-    @classmethod
-    def _check_accept(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            ipaddress.ip_network(cidr, strict=False)
         return value
 
     @field_validator("timezone")
@@ -364,8 +480,9 @@ metrics:
 
 def load_service_config(path: str | Path | None) -> ServiceConfig:
     """The service configuration from a YAML file (or the embedded default when `path` is None);
-    raises ConfigError naming the file, line, key and reason."""
-    from parsers.yamlfile import load_yaml  # parsers import ingestor.errors: import lazily
+    raises ConfigError naming the file, line, key and reason, ConfigErrors (one line each) when
+    there are several."""
+    from parsers.yamlfile import combine, load_yaml  # parsers import ingestor.errors: import lazily
 
     doc = load_yaml("<embedded default>", EMBEDDED_DEFAULT) if path is None else load_yaml(path)
     if not isinstance(doc.data, dict):
@@ -373,4 +490,4 @@ def load_service_config(path: str | Path | None) -> ServiceConfig:
     try:
         return ServiceConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise doc.error(exc) from None
+        raise combine(doc.errors(exc, ServiceConfig)) from None

@@ -7,20 +7,40 @@ Request latency and batch size are histograms observed once per request.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import importlib.resources
+import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .http_auth import AuthMiddleware, load_credentials
 from .netwrix.sink import SendResult
+
+if TYPE_CHECKING:
+    from .config import MetricsConfig
+
+log = logging.getLogger("nwsyslog.metrics")
+
+
+# The delivery process's states, for HostState, the nwsyslog_delivery_state gauge and /readyz:
+# starting (not started yet), running, retrying (writes fail and are retried), halted (401, 403,
+# 404, a certificate problem: retried every minute), stalled (silent), restarting (a new process).
+DeliveryState = Literal["starting", "running", "retrying", "halted", "stalled", "restarting"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
 
 
 @dataclass
@@ -32,14 +52,11 @@ class HostState:
     spool_held: int = 0  # records held in memory because the spool could not take them
     delete_failures: int = 0  # failed commits of delivered ids (delivery process)
     listeners_paused: bool = False  # back-pressure: spool full, backlog, or spool failing
-    delivery_state: str = "starting"  # running, halted, stalled, restarting, starting
+    delivery_state: DeliveryState = "starting"  # see DELIVERY_STATES
     delivery_restarts: int = 0  # delivery processes started again (stalled or ended)
     salvaged: int = 0  # records recovered from a damaged spool at start
     salvage_lost: int = 0  # records known lost with a damaged spool or its WAL
     spool_oldest_age: float = 0.0  # seconds the oldest waiting record has waited (0: none)
-
-
-DELIVERY_STATES = ("starting", "running", "halted", "stalled", "restarting")
 
 
 @dataclass
@@ -53,6 +70,9 @@ class Readings:
     udp_drops: Callable[[], Iterable[tuple[str, int]]]  # (address, kernel drop count)
     ready: Callable[[], tuple[bool, str]] = field(default=lambda: (True, "ok"))
     host: Callable[[], HostState] = field(default=HostState)
+    # The status page's JSON (`/api/status`) and the unmatched inventory (`/api/unmatched`).
+    status: Callable[[], dict[str, Any]] = field(default=dict)
+    unmatched: Callable[[], dict[str, Any]] = field(default=dict)
 
 
 class _Collector(Collector):
@@ -84,6 +104,12 @@ class _Collector(Collector):
             "Other failed TLS handshakes (no TLS spoken, protocol errors, timeouts)",
             labels=["listener"],
         )
+        connections = CounterMetricFamily(
+            "nwsyslog_tcp_connections",
+            "TCP/TLS connections: accepted (past the accept list and the TLS checks), and of those the ones "
+            "ended by an error (a reset, a malformed frame) or closed after idle_timeout",
+            labels=["listener", "outcome"],
+        )
         for kind, address, st in self.r.sources():
             name = f"{kind}://{address}"
             received.add_metric([name], st.messages)
@@ -92,10 +118,14 @@ class _Collector(Collector):
             framing.add_metric([name, "empty"], st.empty)
             framing.add_metric([name, "oversize"], st.oversize)
             framing.add_metric([name, "malformed"], st.malformed)
+            if kind in ("tcp", "tls"):
+                connections.add_metric([name, "accepted"], st.connections)
+                connections.add_metric([name, "error"], st.connection_errors)
+                connections.add_metric([name, "idle_timeout"], st.idle_closed)
             if kind == "tls":
                 tls_refused.add_metric([name], st.tls_refused)
                 tls_failed.add_metric([name], st.tls_handshake_failures)
-        yield from (received, denied, framing, shed, tls_refused, tls_failed)
+        yield from (received, denied, framing, shed, tls_refused, tls_failed, connections)
         p = self.r.pipeline()
         for metric, help_text, value in (
             ("nwsyslog_parsed", "Messages whose syslog header was read", p.received - p.parse_errors),
@@ -212,10 +242,12 @@ class Metrics:
         """The exposition text."""
         return generate_latest(self.registry)
 
-    def app(self) -> Starlette:
-        """`/metrics`, `/healthz` (the process answers) and `/readyz` (200 when listening, the
-        spool taking records, the listeners not paused and delivery running; 503 with the reason
-        otherwise)."""
+    def app(self, settings: MetricsConfig | None = None) -> Starlette:
+        """`/` (the status page), `/metrics`, `/healthz` (the process answers) and `/readyz` (200
+        when listening, the spool taking records, the listeners not paused and delivery running;
+        503 with the reason otherwise). With `settings`' auth_token_file or basic_auth (read now)
+        every path but `/healthz` needs them (401 otherwise); a listener beyond loopback without
+        either is logged as a warning unless allow_unauthenticated is set."""
 
         async def metrics(request: Request) -> Response:
             return Response(self.text(), media_type=CONTENT_TYPE_LATEST)
@@ -227,4 +259,54 @@ class Metrics:
             ready, why = self.readings.ready()
             return PlainTextResponse(f"{why}\n", status_code=200 if ready else 503)
 
-        return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)])
+        page, page_headers = status_page()
+
+        async def index(request: Request) -> Response:
+            return Response(page, media_type="text/html; charset=utf-8", headers=page_headers)
+
+        async def api_status(request: Request) -> Response:
+            return JSONResponse(self.readings.status(), headers={"Cache-Control": "no-store"})
+
+        async def api_unmatched(request: Request) -> Response:
+            return JSONResponse(self.readings.unmatched(), headers={"Cache-Control": "no-store"})
+
+        routes = [
+            Route("/", index),
+            Route("/api/status", api_status),
+            Route("/api/unmatched", api_unmatched),
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ]
+        middleware: list[Middleware] = []
+        if settings is not None:
+            if settings.authenticated:
+                middleware.append(Middleware(AuthMiddleware, credentials=load_credentials(settings)))
+            warning = settings.exposure_warning()
+            if warning is not None:
+                log.warning("%s", warning)
+        return Starlette(routes=routes, middleware=middleware)
+
+
+@functools.cache
+def status_page() -> tuple[bytes, dict[str, str]]:
+    """The status page (ingestor/status_page.html, package data) and its response headers: a
+    Content-Security-Policy that runs only its own inline script and style (by hash) and lets it
+    fetch from this origin only, so that nothing a message carries could run or load anything."""
+    page = importlib.resources.files("ingestor").joinpath("status_page.html").read_bytes()
+
+    def hashes(tag: bytes) -> str:
+        bodies = re.findall(rb"<%s>(.*?)</%s>" % (tag, tag), page, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in bodies)
+
+    policy = (
+        f"default-src 'none'; script-src {hashes(b'script')}; style-src {hashes(b'style')}; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    headers = {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+    return page, headers

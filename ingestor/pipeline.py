@@ -2,10 +2,11 @@
 
 `Pipeline.handle()` is the listeners' handler. It never raises for bad input: a message whose
 header cannot be read is still matched (rules see its text) and counted; a message no rule
-claims is counted as unmatched; a matched message whose record cannot be built is counted per
-rule. Each record comes out as its request-body fragment (encoded once) in `pending`, which the
-service moves to the spool in batches; `on_full` tells it when `pending` reached its bound. The
-rule set is swapped whole (`ruleset = new`), so a reload never leaves a half-updated set in use.
+claims is counted as unmatched (and by shape in the unmatched inventory, `ingestor.unmatched`);
+a matched message whose record cannot be built is counted per rule. Each record comes out as
+its request-body fragment (encoded once) in `pending`, which the service moves to the spool in
+batches; `on_full` tells it when `pending` reached its bound. The rule set is swapped whole
+(`ruleset = new`), so a reload never leaves a half-updated set in use.
 
 A `sources:` entry with a `rate_limit` gives each sender address in its CIDR a token bucket,
 taken from before the message is parsed (what is over the limit costs a lookup, not a parse):
@@ -34,6 +35,7 @@ from .netwrix.records import RecordDefaults
 from .rate_limit import LogThrottle, TokenBucket
 from .record_writer import Writer, writer_for
 from .sources import peer_ip
+from .unmatched import Inventory
 
 log = logging.getLogger("nwsyslog.pipeline")
 
@@ -85,8 +87,11 @@ class Pipeline:
         sources: Sequence[SourceConfig] = (),
         max_pending: int | None = None,
         on_full: Callable[[], None] | None = None,
+        inventory: Inventory | None = None,
     ) -> None:
         self._ruleset = ruleset
+        # Unmatched messages are counted by shape here (`nwsyslog unmatched`, the status page).
+        self.inventory = inventory
         self._encoder = encoder
         self.stats = PipelineStats()
         self.pending: list[bytes] = []
@@ -172,6 +177,17 @@ class Pipeline:
         match = self._ruleset.match(message)
         if match is None:
             stats.unmatched += 1
+            if self.inventory is not None:
+                self.inventory.add(message, raw)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "unmatched from %s: host=%s program=%s mnemonic=%s: %s",
+                    peer,
+                    message.hostname,
+                    message.program,
+                    message.mnemonic,
+                    message.text[:200],
+                )
             return
         rule = match.rule
         write = writers.get(rule)

@@ -44,6 +44,7 @@ from typing import Any
 
 from parsers.rules.engine import RuleSet
 from parsers.rules.loader import load_ruleset
+from parsers.syslog import parse_syslog
 
 from .config import ServiceConfig, load_service_config, parse_host_port
 from .deliverer import DeliveryProcess, DeliverySettings
@@ -67,7 +68,12 @@ from .spool_health import (
     stash,
     unstash,
 )
+from .status import HISTORY_INTERVAL, History, unmatched_json
+from .status import status as status_json
+from .status import totals as status_totals
 from .tls_server import server_context
+from .trouble import Trouble, duration, wall_time
+from .unmatched import Inventory, Shape, inventory_path, iso
 
 log = logging.getLogger("nwsyslog.service")
 
@@ -83,6 +89,8 @@ WATCH_INTERVAL = 1.0  # seconds between the watchdog's looks at the delivery pro
 RESTARTS_ALLOWED, RESTART_WINDOW = 5, 600.0  # more delivery restarts than this in the window: stop
 # On stop, listeners keep reading until no message came for DRAIN_IDLE seconds (at most DRAIN_MAX).
 DRAIN_IDLE, DRAIN_MAX = 0.1, 2.0
+INVENTORY_SAVE_EVERY = 30.0  # seconds between saves of the unmatched inventory (and at stop)
+QUARANTINE_SHOWN = 20  # newest quarantined records the status page lists
 
 
 def _freeze_startup_objects(again: bool = False) -> None:
@@ -160,11 +168,7 @@ class Service:
         # The spool failing (disk full, I/O error, read-only, locked): what it could not take
         # waits here, the listeners pause, and commits are retried with backoff.
         self._unwritten: list[bytes] = []
-        self._store_error: str | None = None
-        self._store_since = 0.0
-        self._store_retry_at = 0.0
-        self._store_backoff = STORE_RETRY_MIN
-        self._store_logged = 0.0
+        self._store = Trouble(backoff_min=STORE_RETRY_MIN, backoff_max=STORE_RETRY_MAX, log_every=STORE_LOG_EVERY)
         self._disk_full = False  # the failure is "disk full": attempts write what fits (`_fitting`)
         self._reopen = False  # open a new connection before the next attempt
         self._state_file: StateFile | None = None
@@ -182,8 +186,18 @@ class Service:
                 udp_drops=self._udp_drops,
                 ready=self._ready,
                 host=self._host_state,
+                status=lambda: status_json(self),
+                unmatched=lambda: unmatched_json(self.inventory),
             )
         )
+        self.started_at = time.time()
+        # Unmatched messages by shape (kept beside the spool across restarts), the counters'
+        # recent history and the newest quarantined records, for the status page and the CLI.
+        self.inventory: Inventory | None = None
+        self.inventory_path = inventory_path(self.spool_path)
+        self.history = History(lambda: status_totals(self))
+        self.quarantine_view: list[dict[str, Any]] = []
+        self._quarantine_seen = -1
         self._metrics_server: Any = None
         self.metrics_port: int | None = None
         self._servers: list[asyncio.Task[None]] = []
@@ -208,14 +222,27 @@ class Service:
         """Why delivery is halted (401, 403, 404, a certificate problem), or None."""
         return self.delivery.halted if self.delivery is not None else None
 
+    @property
+    def _store_error(self) -> str | None:
+        """Why the last commit to the spool failed, or None while the spool takes commits."""
+        return self._store.reason
+
     def _host_state(self) -> HostState:
         h = self.host
         h.spool_write_failing = self._store_error is not None
         h.listeners_paused = self._paused
         oldest = self.spool.oldest if self.spool is not None else None
         h.spool_oldest_age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        delivery = self.delivery
         if h.delivery_state not in ("stalled", "restarting"):
-            h.delivery_state = "starting" if self.delivery is None else "halted" if self.halted else "running"
+            if delivery is None:
+                h.delivery_state = "starting"
+            elif delivery.halted:
+                h.delivery_state = "halted"
+            elif delivery.retrying is not None:
+                h.delivery_state = "retrying"
+            else:
+                h.delivery_state = "running"
         return h
 
     def _ready(self) -> tuple[bool, str]:
@@ -224,10 +251,15 @@ class Service:
             return False, "starting"
         if self._store_error is not None:
             return False, f"spool not writable ({self._store_error}): {len(self._unwritten)} records held in memory"
-        if self.halted:
-            return False, f"delivery halted: {self.halted}"
+        delivery = self.delivery
+        if delivery is not None and delivery.halted:
+            since = f" since {wall_time(delivery.halted_since)}" if delivery.halted_since is not None else ""
+            return False, f"delivery halted{since}: {delivery.halted}"
         if self.host.delivery_state in ("stalled", "restarting"):
             return False, f"delivery process {self.host.delivery_state}"
+        if delivery is not None and delivery.retrying is not None:
+            since_wall, reason = delivery.retrying
+            return False, f"delivery retrying since {wall_time(since_wall)} ({reason})"
         if self._spool_full:
             return False, "listeners paused: the spool is full (spool.overflow: block)"
         if self._backlog_full:
@@ -266,6 +298,7 @@ class Service:
                 "nwsyslog-writer": self._writer(),
                 "nwsyslog-delivery": self._watch_delivery(),
                 "nwsyslog-reload": self._reloader(),
+                "nwsyslog-status": self._status_keeper(),
             },
             self._task_failed,
         )
@@ -302,6 +335,7 @@ class Service:
             sources=config.sources,
             max_pending=config.spool.max_in_memory,
             on_full=self._on_backlog_full,
+            inventory=await self._open_inventory(),
         )
         if config.emulator:
             await self._start_emulator()
@@ -383,13 +417,105 @@ class Service:
 
         from .emulator.server import EmbeddedServer, bind
 
+        app = self.metrics.app(self.config.metrics)  # reads the auth secrets now; ConfigError
         sock = bind(host, port)
         self.metrics_port = sock.getsockname()[1]
-        config = uvicorn.Config(self.metrics.app(), log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = EmbeddedServer(config)
         self._metrics_server = server
         self._servers.append(asyncio.create_task(server.serve(sockets=[sock]), name="nwsyslog-metrics"))
         log.info("metrics on http://%s/metrics (also /healthz, /readyz)", f"{host}:{self.metrics_port}")
+
+    # --- what the service sees: unmatched inventory, history, quarantine ---------------------
+    async def _open_inventory(self) -> Inventory | None:
+        """The unmatched inventory, with what an earlier run saved beside the spool."""
+        settings = self.config.unmatched
+        if not settings.enabled:
+            return None
+        inventory = Inventory(
+            samples=settings.samples,
+            max_shapes=settings.max_shapes,
+            max_samples=settings.max_samples,
+            max_hosts=settings.max_hosts,
+            mine_per_second=settings.mine_per_second,
+        )
+        try:
+            if await self._in_db(inventory.load, self.inventory_path):
+                log.info(
+                    "unmatched inventory: %d shapes (%d messages) from %s",
+                    len(inventory),
+                    inventory.total,
+                    self.inventory_path,
+                )
+        except (OSError, ValueError) as exc:
+            log.warning("unmatched inventory not restored (it starts empty): %s", exc)
+        self.inventory = inventory
+        return inventory
+
+    async def _save_inventory(self) -> None:
+        inventory = self.inventory
+        if inventory is None or not inventory.changed:
+            return
+        try:
+            await self._in_db(inventory.save, self.inventory_path)
+        except OSError as exc:  # advice, not records: a full disk must not stop anything
+            log.warning("could not save the unmatched inventory to %s: %s", self.inventory_path, exc)
+
+    def _forget_mapped(self, ruleset: RuleSet) -> None:
+        """After a reload: shapes whose every sample the new rules map leave the inventory."""
+        inventory = self.inventory
+        if inventory is None:
+            return
+
+        def still_unmatched(shape: Shape) -> bool:
+            if not shape.samples:
+                return True
+            return any(ruleset.match(parse_syslog(line.encode("utf-8", "surrogateescape"))) is None
+                       for line in shape.samples)  # fmt: skip
+
+        gone = inventory.forget(still_unmatched)
+        if gone:
+            log.info(
+                "unmatched inventory: %d shapes now mapped by the reloaded rules (%s)",
+                len(gone),
+                ", ".join(s.id for s in gone[:10]),
+            )
+
+    def refused_senders(self) -> list[dict[str, Any]]:
+        """Senders refused by the accept list, per listener, most refused first."""
+        out: list[dict[str, Any]] = []
+        for s in self.sources:
+            for address, entry in (getattr(s.stats, "refused", None) or {}).items():
+                out.append(
+                    {
+                        "listener": f"{s.kind}://{s.host}:{s.port}",
+                        "source": address,
+                        "count": entry.count,
+                        "last_seen": iso(entry.last_seen),
+                    }
+                )
+        out.sort(key=lambda r: -int(r["count"]))
+        return out
+
+    async def _status_keeper(self) -> None:
+        """Every HISTORY_INTERVAL s: a sample of the counters, the newest quarantined records
+        when their number changed; every INVENTORY_SAVE_EVERY s the inventory, if it changed."""
+        saved = time.monotonic()
+        while True:
+            self.history.sample()
+            spool = self.spool
+            if spool is not None and spool.quarantine_count != self._quarantine_seen:
+                count = spool.quarantine_count
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    rows = await self._in_db(spool.quarantined, QUARANTINE_SHOWN, max(0, count - QUARANTINE_SHOWN))
+                    self.quarantine_view = [
+                        {"id": r.id, "reason": r.reason, "at": iso(r.created)} for r in reversed(rows)
+                    ]
+                    self._quarantine_seen = count
+            if time.monotonic() - saved >= INVENTORY_SAVE_EVERY:
+                saved = time.monotonic()
+                await self._save_inventory()
+            await asyncio.sleep(HISTORY_INTERVAL)
 
     def _task_failed(self, task: asyncio.Task[None]) -> None:
         """A stage task failed: say so and stop the service (what was spooled stays spooled)
@@ -421,17 +547,11 @@ class Service:
             inserts = self._unwritten + inserts
             self._unwritten = []
         now = time.monotonic()
-        if self._store_error is not None and not force and now < self._store_retry_at:
+        if not force and not self._store.due(now):
             self._unwritten = inserts
             self.host.spool_held = len(inserts)
-            if now - self._store_logged >= STORE_LOG_EVERY:
-                self._store_logged = now
-                log.error(
-                    "the spool is still not writable after %.0f s (%s): %d records held in memory, listeners paused",
-                    now - self._store_since,
-                    self._store_error,
-                    len(inserts),
-                )
+            if self._store.log_due(now):
+                self._log_store_still_failing(now)
             return
         if not inserts and now - self._refreshed < REFRESH_INTERVAL and self._store_error is None:
             return
@@ -460,7 +580,7 @@ class Service:
                     now,
                 )  # fmt: skip
             else:
-                self._store_retry_at = now + 0.5
+                self._store.retry_at = now + 0.5
             return
         self.host.spool_held = 0
         if self._store_error is not None:
@@ -528,20 +648,16 @@ class Service:
 
     async def _store_failed(self, exc: BaseException, now: float) -> None:
         self.host.spool_write_failures += 1
-        reason = str(exc) or type(exc).__name__
-        if self._store_error is None:
-            self._store_since = self._store_logged = now
-            self._store_backoff = STORE_RETRY_MIN
-            log.error(
-                "SPOOL WRITE FAILED (%s): %d records held in memory; listeners paused (UDP datagrams are "
-                "discarded and counted in nwsyslog_overload_dropped, TCP senders wait); retrying",
-                reason,
-                len(self._unwritten),
-            )
-        else:
-            self._store_backoff = min(self._store_backoff * 2, STORE_RETRY_MAX)
-        self._store_error = reason
-        self._store_retry_at = now + self._store_backoff
+        if self._store.failed(exc, now):
+            if self._store.attempts == 1:
+                log.error(
+                    "SPOOL WRITE FAILED (%s): %d records held in memory; listeners paused (UDP datagrams are "
+                    "discarded and counted in nwsyslog_overload_dropped, TCP senders wait); retrying",
+                    self._store.reason,
+                    len(self._unwritten),
+                )
+            else:
+                self._log_store_still_failing(now)
         if is_disk_full(exc):
             self._disk_full = True
             # SQLite's own "disk is full" (not the headroom kept above): the disk filled behind
@@ -562,13 +678,21 @@ class Service:
                 self._reopen = True
         self._set_paused()
 
+    def _log_store_still_failing(self, now: float) -> None:
+        log.error(
+            "the spool is still not writable after %s (%s): %d records held in memory, listeners paused",
+            duration(self._store.lasted(now)),
+            self._store.reason,
+            len(self._unwritten),
+        )
+
     def _store_recovered(self, now: float, written: int) -> None:
         log.warning(
             "the spool is writable again after %.1f s: %d held records written; listeners resumed",
-            now - self._store_since,
+            self._store.lasted(now),
             written,
         )
-        self._store_error = None
+        self._store.recovered(now)
         self._disk_full = False
         self._set_paused()
 
@@ -728,6 +852,7 @@ class Service:
                 self.pipeline.ruleset = ruleset
                 _freeze_startup_objects(again=True)
                 log.info("rules reloaded: %d rules", len(ruleset))
+                self._forget_mapped(ruleset)
                 netwrix = None
                 if config.netwrix != self.config.netwrix and not self.config.emulator:
                     # Credentials, URL, TLS: they apply to the next client (at once if halted).
@@ -769,6 +894,7 @@ class Service:
         if self.spool is not None and self.pipeline is not None:
             self._refreshed = 0.0
             await self._final_commit()
+        await self._save_inventory()
         await self._stop_delivery()
         await self._close_resources()
 
@@ -822,9 +948,14 @@ class Service:
             return
         started = time.monotonic()
         left = await self.delivery.stop(self.config.shutdown_timeout)
+        # Both counts from the delivery process, after its last commit: all the spool keeps (what
+        # "spool closed with N records waiting" says next), and of those the ones it had read.
+        waiting = self.delivery.waiting
         log.info(
-            "delivery flushed in %.1fs; %s records not yet acknowledged stay spooled",
+            "delivery flushed in %.1fs: %s records stay spooled for the next start (%s of them read for sending, "
+            "not yet acknowledged)",
             time.monotonic() - started,
+            "its" if waiting is None else waiting,
             "its" if left is None else left,
         )
 

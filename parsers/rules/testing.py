@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -25,10 +26,10 @@ from ingestor.errors import RenderError, RuleError
 from ingestor.netwrix.encoding import JsonEncoder
 from ingestor.netwrix.records import ActivityRecord
 
-from ..syslog import parse_syslog, zone_for
+from ..syslog import FACILITIES, SEVERITIES, Message, parse_syslog, zone_for
 from ..yamlfile import load_yaml
-from .engine import Rule, RuleSet, build_ruleset
-from .loader import LoadedPack, builtin_dir, enabled_rules, load_packs
+from .engine import Override, Rule, RuleSet, build_ruleset
+from .loader import LoadedPack, builtin_dir, enabled_rules, load_packs, refuse_duplicate_ids
 
 # Examples and golden logs are read as if received at this moment, so a line without a year
 # always gets the same one and expected files never change with the calendar.
@@ -60,16 +61,36 @@ def explain(ruleset: RuleSet, line: bytes | str, number: int, options: ExplainOp
     """One `parse --explain` object for one input line (bytes as received, or text)."""
     raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape")
     message = parse_syslog(raw, source=options.source, received_at=options.received_at, tz=options.tz)
+    head = {"line": number, "header": header_json(message)}
     match = ruleset.match(message)
     if match is None:
-        return {"line": number, "unmatched": True}
+        return {**head, "unmatched": True}
     try:
         record = match.render(options.defaults)
     except RenderError as exc:
-        return {"line": number, "rule": match.rule.id, "error": exc.reason}
+        return {**head, "rule": match.rule.id, "error": exc.reason}
     if record is None:
-        return {"line": number, "rule": match.rule.id, "dropped": True}
-    return {"line": number, "rule": match.rule.id, "record": record_json(record)}
+        return {**head, "rule": match.rule.id, "dropped": True}
+    return {**head, "rule": match.rule.id, "record": record_json(record)}
+
+
+def header_json(message: Message) -> dict[str, Any]:
+    """What the parser read of a message's header (the fields it found; `parse_error` when it
+    could not read one): what a rule can match on besides the text."""
+    out: dict[str, Any] = {}
+    if message.timestamp is not None:
+        out["time"] = message.timestamp.isoformat()
+    for name in ("hostname", "program", "pid", "msgid", "mnemonic", "sequence"):
+        value = getattr(message, name)
+        if value:
+            out["host" if name == "hostname" else name] = value
+    if message.facility is not None:
+        out["facility"] = FACILITIES[message.facility] if message.facility < len(FACILITIES) else message.facility
+    if message.severity is not None:
+        out["severity"] = SEVERITIES[message.severity]
+    if message.parse_error is not None:
+        out["parse_error"] = message.parse_error
+    return out
 
 
 def explain_lines(ruleset: RuleSet, lines: Iterable[bytes | str], options: ExplainOptions) -> Iterator[dict[str, Any]]:
@@ -82,6 +103,9 @@ def explain_lines(ruleset: RuleSet, lines: Iterable[bytes | str], options: Expla
 def dump_line(obj: Mapping[str, Any]) -> str:
     """One JSONL line, in the stable form golden files use."""
     return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+
+
+_TODO = re.compile(r"\bTODO\b")
 
 
 @dataclass(frozen=True)
@@ -104,6 +128,7 @@ class Report:
     golden_files: int = 0
     golden_lines: int = 0
     overridden: int = 0
+    overrides: list[Override] = field(default_factory=list)  # tested rules replacing built-in ones
     failures: list[Failure] = field(default_factory=list)
     generated: list[Path] = field(default_factory=list)
 
@@ -158,6 +183,7 @@ def check_examples(pack: LoadedPack, ruleset: RuleSet, report: Report) -> None:
             continue
         report.rules += 1
         _check_details(pack, rule, report)
+        _check_todo(rule, report)
         for index, example in enumerate(rule.spec.examples, 1):
             report.examples += 1
             where = f"{rule.source} rule {rule.id}, example {index}"
@@ -184,6 +210,16 @@ def check_examples(pack: LoadedPack, ruleset: RuleSet, report: Report) -> None:
             diff = _subset_diff(example.record or {}, result["record"])
             if diff:
                 report.failures.append(Failure(where, "\n".join([head, *diff])))
+
+
+def _check_todo(rule: Rule, report: Report) -> None:
+    """A drafted rule (`nwsyslog unmatched --draft`) is not done while a TODO is left in it."""
+    fields = {"description": rule.spec.description, **rule.spec.record}
+    left = [name for name, value in fields.items() if _TODO.search(value)]
+    if left:
+        report.failures.append(
+            Failure(f"{rule.source} rule {rule.id}", f"  fill in the TODO in {', '.join(left)} (a drafted rule)")
+        )
 
 
 def _check_details(pack: LoadedPack, rule: Rule, report: Report) -> None:
@@ -256,6 +292,7 @@ def run_rule_tests(paths: Sequence[Path] = (), *, builtin: bool = True, generate
     the built-in packs (unless `builtin=False`) followed by `paths`."""
     targets = list(paths) or [builtin_dir()]
     tested = load_packs(targets)
+    refuse_duplicate_ids(tested)
     base = load_packs([builtin_dir()]) if builtin and paths else []
     everything = [*base, *tested]
     # Each pack is tested in the RuleSet it runs in: the packs on by default, and itself when
@@ -267,7 +304,7 @@ def run_rule_tests(paths: Sequence[Path] = (), *, builtin: bool = True, generate
             rulesets[enable] = build_ruleset(enabled_rules(everything, enable))
         return rulesets[enable]
 
-    report = Report()
+    report = Report(overrides=list(ruleset_for(frozenset()).overrides))
     folders: dict[Path, set[str]] = {}
     for pack in tested:
         optional = frozenset(r.pack for r in pack.rules if r.optional)

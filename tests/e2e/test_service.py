@@ -51,10 +51,14 @@ class ServiceProcess:
         )
         assert self.proc.stdout is not None
         self.ports: dict[str, int] = {}
+        self.metrics_port: int | None = None
         for line in self.proc.stdout:
             m = re.search(r"listening on (\w+)://[^:]+:(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(2))
+            m = re.search(r"metrics on port (\d+)", line)
+            if m:
+                self.metrics_port = int(m.group(1))
             if "nwsyslog: spool" in line:
                 break
         else:

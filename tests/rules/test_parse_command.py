@@ -39,8 +39,24 @@ def test_explain_prints_one_object_per_non_blank_line_with_rule_and_netwrix_fiel
     assert sudo["record"]["Who"] == "alice" and sudo["record"]["When"] == "2026-03-04T10:00:01Z"
     ActivityRecord.model_validate(sudo["record"])  # Netwrix field names and values
     assert config["rule"] == "cisco.sys.config_i" and config["record"]["Workstation"] == "10.0.0.5"
-    assert kernel == {"line": 4, "unmatched": True}
-    assert continued == {"line": 5, "rule": "privileged.sudo.command_continued", "dropped": True}
+    # Each line says what the parser read of its header, beside what the rules made of it.
+    assert kernel == {
+        "line": 4,
+        "header": {"time": "2026-03-04T10:00:02+00:00", "host": "app01", "program": "kernel"},
+        "unmatched": True,
+    }
+    assert config["header"] == {
+        "time": "2026-03-01T00:01:02.345000+00:00",
+        "host": "sw01",
+        "mnemonic": "SYS-5-CONFIG_I",
+        "sequence": 12,
+        "facility": "local7",
+        "severity": "notice",
+    }
+    assert {k: continued[k] for k in ("rule", "dropped")} == {
+        "rule": "privileged.sudo.command_continued",
+        "dropped": True,
+    }
     assert sshd["record"]["Who"] == "r\ufffdoot"  # invalid UTF-8 replaced, never a crash
     assert "5 lines: 3 records, 1 unmatched, 1 dropped by rules, 0 errors" in err
 
