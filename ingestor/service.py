@@ -187,7 +187,7 @@ class Service:
                 ready=self._ready,
                 host=self._host_state,
                 status=lambda: status_json(self),
-                unmatched=lambda: unmatched_json(self.inventory),
+                unmatched=lambda: {**unmatched_json(self.inventory), "refused": self.refused_senders()},
             )
         )
         self.started_at = time.time()

@@ -384,4 +384,16 @@ def format_listing(data: dict[str, Any], *, samples: bool = True, limit: int | N
         summary += f"; the {len(shown)} most frequent shown"
     if count:
         summary += "\n`nwsyslog unmatched --draft ID` drafts a rule for a shape"
-    return "\n".join([*lines, summary] if shown else [summary])
+    out = [*lines, summary] if shown else [summary]
+    refused = data.get("refused") or []
+    if refused:
+        out.append("")
+        out.append("Senders refused by the accept list (their messages are not in the inventory):")
+        table = [("SOURCE", "COUNT", "LAST SEEN", "LISTENER")]
+        table += [(str(r["source"]), f"{r['count']:,}", str(r["last_seen"]), str(r["listener"])) for r in refused]
+        widths = [max(len(row[i]) for row in table) for i in range(3)]
+        out.extend(
+            "  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].ljust(widths[2]), row[3]])
+            for row in table
+        )
+    return "\n".join(out)

@@ -10,7 +10,9 @@ become records; the inventory survives a restart.
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,11 +67,15 @@ def fill_todos(draft: str) -> str:
 def test_unmatched_lists_a_new_programs_shape_and_its_draft_rule_maps_it(
     tmp_path: Path, emulator: EmulatorProcess
 ) -> None:
-    config = write_config(tmp_path, emulator.url)
+    config = write_config(tmp_path, emulator.url, accept="[127.0.0.1/32]")
     service, address = start(config)
     try:
         send(service, LINES)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.2", 0))  # a sender the accept list refuses
+            other.sendto(LINES[0], ("127.0.0.1", service.ports["udp"]))
         wait_for(lambda: inventory(address)["total"] == 3, 20, "three unmatched messages in the inventory")
+        wait_for(lambda: bool(inventory(address)["refused"]), 20, "the refused sender")
 
         listing = nwsyslog("unmatched", "--config", str(config), "--url", address)
         assert listing.returncode == 0, listing.stderr
@@ -80,6 +86,7 @@ def test_unmatched_lists_a_new_programs_shape_and_its_draft_rule_maps_it(
         assert "user <*> frobbed widget <*> from <*>" in rows[0]
         for line in LINES:  # the samples, as received
             assert f"e.g. {line.decode()}" in listing.stdout
+        assert re.search(r"^127\.0\.0\.2\s+1\s+\S+\s+udp://127\.0\.0\.1:\d+$", listing.stdout, re.M), listing.stdout
 
         draft = nwsyslog("unmatched", "--config", str(config), "--url", address, "--draft", shape_id)
         assert draft.returncode == 0, draft.stderr

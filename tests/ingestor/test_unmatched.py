@@ -243,3 +243,15 @@ def test_beyond_its_budget_a_second_the_miner_only_counts() -> None:
     add(inventory, "<13>Dec  2 10:00:01 h app[1]: user z logged in")
     assert inventory.shapes()[0].count == 4
     assert "2 counted over the miner's budget" in format_listing(inventory.as_json())
+
+
+def test_the_listing_names_the_senders_the_accept_list_refused() -> None:
+    data = {
+        **Inventory().as_json(),
+        "refused": [
+            {"listener": "udp://0.0.0.0:514", "source": "192.0.2.7", "count": 1234, "last_seen": "2026-12-02T10:00:00Z"}
+        ],
+    }
+    text = format_listing(data)
+    assert "Senders refused by the accept list" in text
+    assert re.search(r"^192\.0\.2\.7\s+1,234\s+2026-12-02T10:00:00Z\s+udp://0\.0\.0\.0:514$", text, re.M)
