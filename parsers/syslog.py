@@ -84,11 +84,38 @@ class Message:
     sequence: int | None = None
     version: int = 0
     parse_error: str | None = None
+    location: str | None = None  # IOS XR's node before the time: "RP/0/RSP0/CPU0"
 
     @property
     def host(self) -> str:
         """The best name for where the event happened: hostname, else the source address."""
         return self.hostname or self.source
+
+    @property
+    def family(self) -> str | None:
+        """The Cisco platform family the message's tag says it comes from (`FAMILIES`), or None
+        for a message without a Cisco mnemonic: `asa` (%ASA-, %PIX-, %FWSM-), `ftd` (%FTD-),
+        `iosxr` (a node location before the time, or a FACILITY-SUBFACILITY-SEV-MNEMONIC tag),
+        `nxos` (NX-OS's own facilities: VSHD, AUTHPRIV, DAEMON, ...), else `ios` (IOS, IOS-XE).
+        Computed when asked: only rules with a `family` condition ask."""
+        mnemonic = self.mnemonic
+        if mnemonic is None:
+            return None
+        facility, _, rest = mnemonic.partition("-")
+        family = _FIREWALL_FACILITIES.get(facility.upper())
+        if family is not None:
+            return family
+        if self.location is not None or rest.count("-") >= 2:
+            return "iosxr"
+        return "nxos" if facility.upper() in _NXOS_FACILITIES else "ios"
+
+
+FAMILIES = ("asa", "ftd", "ios", "iosxr", "nxos")
+_FIREWALL_FACILITIES = {"ASA": "asa", "PIX": "asa", "FWSM": "asa", "FTD": "ftd", "NGIPS": "ftd"}
+# Facilities only NX-OS uses (IOS has none of these names).
+_NXOS_FACILITIES = frozenset(
+    {"VSHD", "AUTHPRIV", "DAEMON", "SYSMGR", "ETHPORT", "ETH_PORT_CHANNEL", "VPC", "VDC_MGR", "ACLLOG", "VSH"}
+)
 
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
@@ -566,6 +593,8 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             continue
         m = _UPTIME.match(line, pos) or _TASK.match(line, pos) or _LOCATION.match(line, pos)
         if m is not None and (msg.timestamp is None or m.re is not _UPTIME):
+            if m.re is _LOCATION:
+                msg.location = m.group(0).rstrip(":")
             pos = m.end()
             continue
         if pos >= n or line[pos] == "%":

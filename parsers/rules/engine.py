@@ -83,6 +83,7 @@ class Rule:
     # `record` without a literal Action, each as (name, literal text, single field, template,
     # capped at 255): what the per-record loop needs, unpacked once at load.
     outputs: tuple[tuple[str, str | None, str | None, Template, bool], ...] = ()
+    families: frozenset[str] = frozenset()  # Cisco platform families (`Message.family`); empty: any
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "both_keys", bool(self.programs and self.mnemonics))
@@ -98,7 +99,7 @@ class Rule:
         object.__setattr__(self, "literal", single)
         object.__setattr__(self, "literals", several or ())
         contains = not _implied(self.contains, single, several or ())
-        object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or contains))
+        object.__setattr__(self, "checks", bool(self.both_keys or self.facilities or self.families or contains))
         action = self.record.get("Action")
         if action is not None and action.literal is not None:
             object.__setattr__(self, "fixed_action", Action(action.literal))
@@ -113,12 +114,14 @@ class Rule:
 
     def admits(self, message: Message) -> bool:
         """The conditions other than the index keys and the regex: both keys when keyed on
-        program and mnemonic, the facility, the `contains` literals."""
+        program and mnemonic, the facility, the family, the `contains` literals."""
         if self.both_keys and (
             not _mnemonic_in(message.mnemonic, self.mnemonics) or message.program not in self.programs
         ):
             return False
         if self.facilities and message.facility not in self.facilities:
+            return False
+        if self.families and message.family not in self.families:
             return False
         return not self.contains or any(map(_contains, repeat(message.text), self.contains))
 
@@ -351,7 +354,7 @@ class RuleSet:
     _by_program: dict[str, _Candidates] = field(init=False, repr=False)
     _rest: _Candidates = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
-    _pairs: dict[tuple[int, int], _Candidates] = field(init=False, repr=False)
+    _pairs: dict[tuple[int, int, str | None], _Candidates] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_mnemonic: dict[str, list[Rule]] = {}
@@ -364,23 +367,36 @@ class RuleSet:
                 by_program.setdefault(program, []).append(rule)
             if not rule.mnemonics and not rule.programs:
                 rest.append(rule)
-        # Fallback rules sort after all others; file order otherwise.
-        self._order = {id(rule): i + (len(self.rules) if rule.fallback else 0) for i, rule in enumerate(self.rules)}
+        # Fallback rules sort after all others; file order otherwise (and see `_candidates`).
+        n = len(self.rules)
+        self._order = {id(rule): i + (2 * n if rule.fallback else 0) for i, rule in enumerate(self.rules)}
         self._rest = self._candidates(rest)
         self._by_mnemonic = {k: self._candidates(v, rest) for k, v in by_mnemonic.items()}
         self._by_program = {k: self._candidates(v, rest) for k, v in by_program.items()}
         self._pairs = {}
 
-    def _candidates(self, *lists: Iterable[Rule]) -> _Candidates:
+    def _candidates(self, *lists: Iterable[Rule], exact: str | None = None) -> _Candidates:
+        """The rules of `lists` in file order (fallback rules last); with `exact`, a message's
+        full FAC-SEV-MNEMONIC, the rules naming it come before those naming only its bare
+        mnemonic, whatever their packs' order: `MGBL-SYS-5-CONFIG_I` of the IOS XR pack wins over
+        the IOS pack's `CONFIG_I`, as the more specific key."""
         unique = {id(r): r for rules in lists for r in rules}
-        ordered = tuple(sorted(unique.values(), key=lambda r: self._order[id(r)]))
+        n = len(self.rules)
+        order = self._order
+
+        def rank(r: Rule) -> int:
+            return order[id(r)] - n if exact is not None and exact in r.mnemonics else order[id(r)]
+
+        ordered = tuple(sorted(unique.values(), key=rank))
         return _Candidates(ordered, tuple(r.literal or "" for r in ordered))
 
-    def _merged(self, a: _Candidates, b: _Candidates) -> _Candidates:
-        key = (id(a), id(b))
+    def _merged(self, a: _Candidates, b: _Candidates, exact: str | None = None) -> _Candidates:
+        key = (id(a), id(b), exact)
         merged = self._pairs.get(key)
-        if merged is None:  # a pair of build-time lists: this cache is bounded by their number
-            merged = self._pairs[key] = self._candidates(a.rules, b.rules)
+        if merged is None:
+            # A pair of build-time lists (and `exact` only where a build-time list is keyed on
+            # it): this cache is bounded by the rules' keys, whatever messages arrive.
+            merged = self._pairs[key] = self._candidates(a.rules, b.rules, exact=exact)
         return merged
 
     def __len__(self) -> int:
@@ -389,17 +405,20 @@ class RuleSet:
     def _lookup(self, message: Message) -> _Candidates:
         mnemonic = message.mnemonic
         by_mnemonic = None
+        exact = None
         if mnemonic:
             by_mnemonic = self._by_mnemonic.get(mnemonic)
+            if by_mnemonic is not None:
+                exact = mnemonic  # rules keyed on the full FAC-SEV-MNEMONIC come first
             bare = self._by_mnemonic.get(mnemonic.rpartition("-")[2])  # rules written for any FAC-SEV
             if bare is not None:
-                by_mnemonic = bare if by_mnemonic is None else self._merged(by_mnemonic, bare)
+                by_mnemonic = bare if by_mnemonic is None else self._merged(by_mnemonic, bare, exact)
         by_program = self._by_program.get(message.program) if message.program else None
         if by_mnemonic is None:
             return by_program if by_program is not None else self._rest
         if by_program is None:
             return by_mnemonic
-        return self._merged(by_mnemonic, by_program)
+        return self._merged(by_mnemonic, by_program, exact)
 
     def candidates(self, message: Message) -> tuple[Rule, ...]:
         """Rules that could apply to `message`, in file order."""
@@ -478,7 +497,7 @@ def _compile_rule(doc: YamlDocument, pack: PackSpec, index: int, spec: RuleSpec)
         facilities=facilities, contains=spec.match.contains, regex=regex, record=templates,
         details=details, drop=spec.drop, spec=spec, data_source=pack.data_source, fallback=spec.fallback,
         item=pack.item if pack.item is not None else pack.data_source, optional=not pack.enabled,
-        source=f"{doc.path}:{line}",
+        source=f"{doc.path}:{line}", families=frozenset(spec.match.family),
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ingestor.netwrix.records import Action, check_item_name
 
-from ..syslog import MNEMONIC_PATTERN
+from ..syslog import FAMILIES, MNEMONIC_PATTERN
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 _FULL_MNEMONIC = re.compile(MNEMONIC_PATTERN)
@@ -55,10 +55,19 @@ class MatchSpec(BaseModel):
     program: tuple[str, ...] = ()
     mnemonic: tuple[str, ...] = ()
     facility: tuple[str, ...] = ()
+    family: tuple[str, ...] = ()  # Cisco platform families (asa, ftd, ios, iosxr, nxos): `Message.family`
     contains: tuple[str, ...] = ()  # any of these literal strings must occur in the text
     regex: str | None = None
 
-    _lists = field_validator("program", "mnemonic", "facility", "contains", mode="before")(_as_list)
+    _lists = field_validator("program", "mnemonic", "facility", "family", "contains", mode="before")(_as_list)
+
+    @field_validator("family")
+    @classmethod
+    def _families(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in values if v not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
+        return values
 
     @field_validator("mnemonic")
     @classmethod

@@ -80,7 +80,7 @@ def header_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if message.timestamp is not None:
         out["time"] = message.timestamp.isoformat()
-    for name in ("hostname", "program", "pid", "msgid", "mnemonic", "sequence"):
+    for name in ("hostname", "location", "program", "pid", "msgid", "mnemonic", "family", "sequence"):
         value = getattr(message, name)
         if value:
             out["host" if name == "hostname" else name] = value

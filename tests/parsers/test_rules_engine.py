@@ -237,3 +237,47 @@ def test_an_empty_required_field_is_a_render_error_naming_the_rule():
 def test_contains_filters_before_the_regex_runs():
     rules = ruleset(FEATURES)
     assert rules.match(message("Jan  1 00:00:00 h login[1]: Session Opened for user x")) is None
+
+
+SPECIFIC = r"""
+pack: test
+rules:
+  - id: ios.config_i
+    description: any platform's CONFIG_I (a bare mnemonic), listed first
+    match: {mnemonic: CONFIG_I, regex: 'by (?P<user>\S+)'}
+    record: {Action: Modified, ObjectType: Configuration, Who: "{user}", What: running-config}
+    examples: [{line: "<189>1: *Mar  1 00:00:00.000: %SYS-5-CONFIG_I: Configured from console by a", record: {Who: a}}]
+  - id: xr.config_i
+    description: IOS XR's own, listed later but naming the full mnemonic
+    match: {mnemonic: MGBL-SYS-5-CONFIG_I, regex: 'by (?P<user>\S+)'}
+    record: {Action: Modified, ObjectType: Configuration, Who: "{user}", What: xr}
+    examples: [{line: "%MGBL-SYS-5-CONFIG_I : Configured from console by a", record: {What: xr}}]
+  - id: firewall.login
+    description: a family condition
+    match: {mnemonic: '605005', family: [asa, ftd], regex: 'for user "(?P<user>[^"]*)"'}
+    record: {Action: Successful Logon, ObjectType: Logon, Who: "{user}", What: asa}
+    examples: [{line: '%ASA-6-605005: Login permitted from serial to console for user "a"', record: {Who: a}}]
+"""
+
+
+def test_a_rule_naming_the_full_mnemonic_wins_over_one_naming_it_bare_whatever_the_order():
+    rules = ruleset(SPECIFIC)
+    xr = "RP/0/RSP0/CPU0:Mar  1 00:00:00.000 UTC: config[65741]: %MGBL-SYS-5-CONFIG_I : Configured from console by bob"
+    assert rules.match(message(xr)).rule.id == "xr.config_i"
+    ios = "<189>1: *Mar  1 00:00:00.000: %SYS-5-CONFIG_I: Configured from console by bob"
+    assert rules.match(message(ios)).rule.id == "ios.config_i"
+
+
+def test_a_family_condition_holds_only_for_that_family():
+    rules = ruleset(SPECIFIC)
+    for tag in ("ASA-6-605005", "FTD-6-605005", "ASA-sys-6-605005"):
+        line = f'<166>%{tag}: Login permitted from serial to console for user "ann"'
+        assert rules.match(message(line)).render().Who == "ann"
+    assert rules.match(message('<189>1: %SEC-6-605005: Login permitted for user "ann"')) is None  # family ios
+
+
+def test_the_candidate_cache_stays_bounded_whatever_mnemonics_arrive():
+    rules = ruleset(SPECIFIC)
+    for i in range(500):
+        rules.match(message(f"<189>1: *Mar  1 00:00:00.000: %X{i}-5-CONFIG_I: Configured from console by bob"))
+    assert len(rules._pairs) <= 2

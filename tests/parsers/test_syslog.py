@@ -521,3 +521,28 @@ def test_an_impossible_rfc5424_date_keeps_the_rest_of_the_header():
     assert (msg.version, msg.hostname, msg.program, msg.pid) == (1, "vm", "su", "4101")
     assert msg.text == "(to root) alice on pts/0" and msg.timestamp is None
     assert msg.parse_error is not None and "receive time" in msg.parse_error
+
+
+@pytest.mark.parametrize(
+    ("line", "family", "location"),
+    [
+        ("<166>Jun 16 2016 09:00:25 fw01 : %ASA-5-111008: User 'admin' executed the 'write' command.", "asa", None),
+        ("<166>:Jan 15 02:19:08 MSK: %ASA-sys-6-605005: Login permitted from serial to console", "asa", None),
+        ("<166>%PIX-6-605004: Login denied from 192.0.2.10/13269 to outside:192.0.2.14/ssh", "asa", None),
+        ("<134>1: fw01: Mar  1 10:00:00 UTC: %FTD-5-111008: User 'admin' executed the 'show run'", "ftd", None),
+        ("<189>2026 Mar  1 10:00:00 nx01 %VSHD-5-VSHD_SYSLOG_CONFIG_I: Configured from vty by admin", "nxos", None),
+        (
+            "RP/0/RSP0/CPU0:Mar  1 00:00:00.000 UTC: config[65741]: %MGBL-CONFIG-6-DB_COMMIT : Configuration committed",
+            "iosxr",
+            "RP/0/RSP0/CPU0",
+        ),
+        ("<189>1: *Mar  1 00:00:00.000: %SYS-5-CONFIG_I: Configured from console by admin", "ios", None),
+        ("<189>1: *Mar  1 00:00:00.000: %DMI-5-CONFIG_I: Configured from NETCONF/RESTCONF by admin", "ios", None),
+        ("Mar  1 00:00:00 web1 sshd[1]: Accepted password for a from 192.0.2.1 port 22 ssh2", None, None),
+    ],
+)
+def test_the_cisco_family_is_read_from_the_tag_and_the_location(
+    line: str, family: str | None, location: str | None
+) -> None:
+    message = parse_syslog(line.encode())
+    assert (message.family, message.location) == (family, location)
