@@ -114,8 +114,11 @@ FAMILIES = ("asa", "ftd", "ios", "iosxr", "nxos")
 _FIREWALL_FACILITIES = {"ASA": "asa", "PIX": "asa", "FWSM": "asa", "FTD": "ftd", "NGIPS": "ftd"}
 # Facilities only NX-OS uses (IOS has none of these names).
 _NXOS_FACILITIES = frozenset(
-    {"VSHD", "AUTHPRIV", "DAEMON", "SYSMGR", "ETHPORT", "ETH_PORT_CHANNEL", "VPC", "VDC_MGR", "ACLLOG", "VSH"}
-)
+    {
+        "VSHD", "AUTHPRIV", "DAEMON", "SYSMGR", "ETHPORT", "ETH_PORT_CHANNEL", "VPC", "VDC_MGR", "ACLLOG", "VSH",
+        "SECURITYD", "L2FM", "INTERFACE_VLAN", "LOG_LOCAL7",
+    }
+)  # fmt: skip
 
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
@@ -143,9 +146,10 @@ _ZONE_NAMES = "|".join(sorted(_TZ_HOURS, key=len, reverse=True))
 
 
 def _bsd_stamp(word_zone: bool) -> re.Pattern[str]:
-    """The BSD timestamp, with (or without) any short word before ":" taken as its zone."""
+    """The BSD timestamp, with (or without) any short word before ":" taken as its zone (and a
+    `Z` right after the seconds, as FTD writes "May 01 2026 09:24:32Z")."""
     zone = (
-        r"(?:\s+(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
+        r"(?:(?:\s+|(?=Z[\s:]))(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
         r"|[+-]\d{2}:?\d{2}(?=[\s:])" + (r"|[a-z]{2,6}(?=:)" if word_zone else "") + r"))?"
     )
     return re.compile(
@@ -531,6 +535,11 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
                 _split_mnemonic(msg, text)
             return
     if (m := _SUDO_LOG.match(line)) is not None and _sudo_log_line(m, msg, tz):
+        return
+    if line[:1] == ":":
+        # Cisco EMBLEM (ASA/PIX `logging emblem`): an empty sequence field, "<166>:Jan 15 02:19:08
+        # MSK: %ASA-sys-6-605005: ...", and "<166>:: %ASA-..." with the timestamp off too.
+        _scan_header(line, msg, tz, 2 if line[1:2] == ":" else 1, 8, False, True)
         return
     _scan_header(line, msg, tz, 0, 8, False, False)
 

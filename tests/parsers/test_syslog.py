@@ -546,3 +546,26 @@ def test_the_cisco_family_is_read_from_the_tag_and_the_location(
 ) -> None:
     message = parse_syslog(line.encode())
     assert (message.family, message.location) == (family, location)
+
+
+@pytest.mark.parametrize(
+    ("line", "time", "host", "mnemonic"),
+    [
+        # Cisco EMBLEM (`logging emblem`): an empty sequence field after the PRI.
+        ("<166>:Jan 15 02:19:08 MSK: %ASA-sys-6-605005: Login permitted", "2026-01-15T02:19:08+03:00", None,
+         "ASA-sys-6-605005"),
+        ("<166>:Jan 13 15:44:18 MSK 192.0.2.40: %PIX-auth-6-113004: AAA user authentication Successful",
+         "2026-01-13T15:44:18+03:00", "192.0.2.40", "PIX-auth-6-113004"),
+        ("<166>:2018-06-27T12:17:46Z: %ASA-6-605005: Login permitted", "2018-06-27T12:17:46+00:00", None,
+         "ASA-6-605005"),
+        ("<166>:: %ASA-auth-6-113005: AAA user authentication Rejected", None, None, "ASA-auth-6-113005"),
+        # FTD's stamp with a year and a Z right after the seconds.
+        ("<166>May 01 2026 09:24:32Z  %FTD-6-113005: AAA user authentication Rejected", "2026-05-01T09:24:32+00:00",
+         None, "FTD-6-113005"),
+    ],
+)  # fmt: skip
+def test_asa_emblem_and_ftd_headers(line: str, time: str | None, host: str | None, mnemonic: str) -> None:
+    message = parse_syslog(line.encode(), received_at=datetime(2026, 6, 15, 12, tzinfo=UTC))
+    assert (message.timestamp.isoformat() if message.timestamp else None) == time
+    assert (message.hostname, message.mnemonic, message.parse_error) == (host, mnemonic, None)
+    assert message.text.startswith("%" + mnemonic)

@@ -16,7 +16,7 @@ from parsers.rules.engine import RuleSet
 from parsers.rules.loader import builtin_dir, load_packs, load_ruleset, rule_files
 from parsers.rules.testing import ExplainOptions, explain, run_rule_tests
 
-PACKS = ("cisco_ios", "linux", "privileged")
+PACKS = ("cisco_asa", "cisco_ios", "cisco_iosxr", "cisco_nxos", "linux", "privileged")
 
 
 @functools.cache
@@ -197,3 +197,51 @@ def test_cli_test_rules_names_file_and_line_of_a_bad_rule_file(tmp_path: Path) -
     assert result.exit_code == 2
     assert f"{folder / 'site.yaml'}:8: rules[0].record" in result.output
     assert "Rebooted" in result.output and "linux.sshd.accepted" in result.output
+
+
+# Netwrix's Network Devices data source table for Cisco ASA (netwrix/docs
+# docs/auditor/10.8/configuration/networkdevices/ciscoasa.md) and what issue 24 adds beyond it.
+ASA_TABLE = [
+    "605005",
+    "308001",
+    "605004",
+    "111004",
+    "111010",
+    "612001",
+    "612002",
+    "612003",
+    "111007",
+    "111003",
+    "112001",
+    "208005",
+    "502101",
+    "502102",
+    "502103",
+    "113006",
+    "113007",
+    "716001",
+    "722022",
+    "722023",
+    "725001",
+    "725002",
+    "725003",
+    "725004",
+    "725005",
+    "725006",
+    "725007",
+    "302014",
+    "302016",
+    "733101",
+    "716003",
+    "716004",
+]
+ASA_BEYOND = ["111008", "111009", "611101", "611102", "611103", "113004", "113005", "113015"]
+
+
+@pytest.mark.parametrize("message_id", ASA_TABLE + ASA_BEYOND)
+def test_every_asa_event_netwrix_collects_has_a_rule_with_an_example(message_id: str) -> None:
+    (pack,) = load_packs([builtin_dir() / "cisco_asa"])
+    rules = [r for r in pack.rules if message_id in r.mnemonics]
+    assert rules, f"no cisco_asa rule for {message_id}"
+    lines = [e.line for r in rules for e in r.spec.examples if not e.unmatched]
+    assert any(f"-{message_id}" in line for line in lines), f"no example line of {message_id}"

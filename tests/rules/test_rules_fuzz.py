@@ -96,9 +96,11 @@ def test_an_overlong_user_is_cut_to_the_schema_limit() -> None:
 
 def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
     """The rule the engine must pick, found the slow way: every rule in file order (fallback
-    rules last), every condition checked as the rule file states it."""
-    ordered = [r for r in ruleset.rules if not r.fallback] + [r for r in ruleset.rules if r.fallback]
+    rules last, and within each part rules naming the message's full FAC-SEV-MNEMONIC before
+    the others), every condition checked as the rule file states it."""
     mnemonic = message.mnemonic
+    order = {id(r): i for i, r in enumerate(ruleset.rules)}
+    ordered = sorted(ruleset.rules, key=lambda r: (r.fallback, mnemonic not in r.mnemonics, order[id(r)]))
     for rule in ordered:
         if rule.programs and message.program not in rule.programs:
             continue
@@ -107,6 +109,8 @@ def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
         ):
             continue
         if rule.facilities and message.facility not in rule.facilities:
+            continue
+        if rule.families and message.family not in rule.families:
             continue
         if rule.contains and not any(c in message.text for c in rule.contains):
             continue
