@@ -150,7 +150,7 @@ def _bsd_stamp(word_zone: bool) -> re.Pattern[str]:
     `Z` right after the seconds, as FTD writes "May 01 2026 09:24:32Z")."""
     zone = (
         r"(?:(?:\s+|(?=Z[\s:]))(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
-        r"|[+-]\d{2}:?\d{2}(?=[\s:])" + (r"|[a-z]{2,6}(?=:)" if word_zone else "") + r"))?"
+        r"|[+-]\d{2}:?\d{2}(?=[\s:])|[+-]\d{1,2}(?=:\s)" + (r"|[a-z]{2,6}(?=:)" if word_zone else "") + r"))?"
     )
     return re.compile(
         r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
@@ -179,7 +179,10 @@ _TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:
 MNEMONIC_PATTERN = r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-[0-7A-Z]-[A-Za-z0-9_]+"
 _MNEMONIC = re.compile(r"%(?P<mn>" + MNEMONIC_PATTERN + r")(?::|\s|$)")
 # IOS-XR's card/CPU location before the time: "RP/0/RP0/CPU0:Dec 11 ..." or "CLC 6/0: Dec 11 ...".
-_LOCATION = re.compile(r"[A-Z]{2,4}/\d[A-Za-z0-9]*(?:/[A-Za-z0-9]+)*:|[A-Z]{2,4} \d+/\d+:(?=\s)")
+# Its admin plane writes "0/RP0/ADMIN0:" (rack/slot/VM).
+_LOCATION = re.compile(
+    r"[A-Z]{2,4}/\d[A-Za-z0-9]*(?:/[A-Za-z0-9]+)*:|\d{1,2}/[A-Z]{1,4}\d*(?:/[A-Z]+\d+)+:|[A-Z]{2,4} \d+/\d+:(?=\s)"
+)
 _TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the time: "*Dot1x_Task_0: "
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)")
 _OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")

@@ -569,3 +569,21 @@ def test_asa_emblem_and_ftd_headers(line: str, time: str | None, host: str | Non
     assert (message.timestamp.isoformat() if message.timestamp else None) == time
     assert (message.hostname, message.mnemonic, message.parse_error) == (host, mnemonic, None)
     assert message.text.startswith("%" + mnemonic)
+
+
+@pytest.mark.parametrize(
+    ("line", "time", "location", "program"),
+    [
+        # A relay's header, then IOS XR's own with a zone given as a bare hour offset.
+        ("May 22 21:00:31 192.0.2.11 52536: RP/0/RP0/CPU0:May 22 21:00:56.247 +06: SSHD_[68879]: "
+         "%SECURITY-SSHD-6-INFO_SUCCESS : Successfully authenticated user 'rancid'",
+         "2026-05-22T21:00:56.247000+06:00", "RP/0/RP0/CPU0", "SSHD_"),
+        # The admin plane's rack/slot/VM location.
+        ("0/RP0/ADMIN0:Jun  6 10:02:23.893 UTC: aaad[2236]: %MGBL-AAAD-7-DEBUG : Not allowing local authentication.",
+         "2026-06-06T10:02:23.893000+00:00", "0/RP0/ADMIN0", "aaad"),
+    ],
+)  # fmt: skip
+def test_ios_xr_zone_offsets_and_admin_plane_locations(line: str, time: str, location: str, program: str) -> None:
+    message = parse_syslog(line.encode(), received_at=datetime(2026, 6, 15, 12, tzinfo=UTC))
+    assert message.timestamp is not None and message.timestamp.isoformat() == time
+    assert (message.location, message.program, message.family) == (location, program, "iosxr")
