@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, record_id INTEGER, data BLOB NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- `nwsyslog import`: how far each file was read, and the fingerprint of every line it spooled
+-- (a repeated import adds nothing). Written in the same transaction as the records.
+CREATE TABLE IF NOT EXISTS import_files (
+    file_id BLOB PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, position INTEGER NOT NULL,
+    done INTEGER NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS import_fingerprints (fingerprint BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     records INTEGER NOT NULL, bytes INTEGER NOT NULL, quarantined INTEGER NOT NULL,
@@ -324,6 +331,51 @@ class Spool:
             if inserts:
                 db.execute(_INSERTED, (len(inserts),))
         return ids
+
+    def import_position(self, file_id: bytes) -> tuple[int, bool] | None:
+        """Where an earlier `nwsyslog import` of the file with this id stopped (byte offset in
+        its decompressed text, and whether it reached the end), or None."""
+        row = self._db.execute("SELECT position, done FROM import_files WHERE file_id = ?", (file_id,)).fetchone()
+        return (int(row[0]), bool(row[1])) if row is not None else None
+
+    def import_commit(
+        self,
+        records: Sequence[tuple[bytes, bytes]],
+        *,
+        file_id: bytes,
+        path: str,
+        size: int,
+        position: int,
+        done: bool,
+    ) -> int:
+        """In one transaction: the `records` ((fingerprint, fragment)) whose fingerprint the
+        spool has not seen before, their fingerprints, and the file's progress (`position`,
+        `done`). An interrupted import loses nothing and a repeated one adds nothing. Returns
+        how many records were new."""
+        db = self._db
+        now = time.time()
+        with self._transaction():
+            fresh = [
+                data
+                for fingerprint, data in records
+                if db.execute(
+                    "INSERT OR IGNORE INTO import_fingerprints (fingerprint) VALUES (?)", (fingerprint,)
+                ).rowcount
+            ]
+            if fresh:
+                db.executemany(
+                    "INSERT INTO records (data, created, lengths) VALUES (?, ?, ?)",
+                    ((b"".join(chunk), now, _lengths(chunk)) for chunk in _chunks(fresh, self._row_records)),
+                )
+                db.execute(_COUNT, (len(fresh), sum(map(len, fresh)), 0))
+                db.execute(_INSERTED, (len(fresh),))
+            db.execute(
+                "INSERT INTO import_files (file_id, path, size, position, done, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (file_id) DO UPDATE SET path = excluded.path, size = excluded.size, "
+                "position = excluded.position, done = excluded.done, updated = excluded.updated",
+                (file_id, path, size, position, int(done), now),
+            )
+        return len(fresh)
 
     def _settle(self, settled: dict[int, set[int]]) -> tuple[int, int]:
         """Mark these positions of these rows done; a row all done is deleted. Returns how many

@@ -63,6 +63,12 @@ class Encoder(Protocol):
         """The request body holding `fragments`, in order."""
         ...
 
+    def with_detail(self, fragment: bytes, name: str, value: str) -> bytes:
+        """`fragment` with one more DetailList property (`name`, After `value`) at its end:
+        what `nwsyslog import` adds to each record (its fingerprint) without re-rendering it.
+        `name` and `value` must be free of XML-illegal characters."""
+        ...
+
 
 class _Envelope:
     """Shared exact-size arithmetic for encoders of the head/sep/tail shape."""
@@ -164,6 +170,17 @@ class XmlEncoder(_Envelope):
             .removesuffix("</ActivityRecord>")
         )
 
+    def with_detail(self, fragment: bytes, name: str, value: str) -> bytes:
+        detail = (
+            f"<Detail><PropertyName>{self.escape_text(name)}</PropertyName>"
+            f"<After>{self.escape_text(value)}</After></Detail>"
+        ).encode()
+        if fragment.endswith(b"</DetailList></ActivityRecord>"):
+            return fragment[: -len(b"</DetailList></ActivityRecord>")] + detail + b"</DetailList></ActivityRecord>"
+        if not fragment.endswith(b"</ActivityRecord>"):
+            raise ValueError("not an ActivityRecord fragment")
+        return fragment[: -len(b"</ActivityRecord>")] + b"<DetailList>" + detail + b"</DetailList></ActivityRecord>"
+
     @staticmethod
     def escape_text(text: str) -> str:
         """`text` escaped as element content, as the fragments write it."""
@@ -218,6 +235,11 @@ class JsonEncoder(_Envelope):
 
     def encode_core(self, core: RecordCore) -> bytes:
         return self.encode_fields(core_fields(core))
+
+    def with_detail(self, fragment: bytes, name: str, value: str) -> bytes:
+        obj = json.loads(fragment)
+        obj.setdefault("DetailList", []).append({"PropertyName": name, "After": value})
+        return self._dumps(obj).encode("utf-8")
 
     def encode_fields(self, fields: WireFields) -> bytes:
         obj: dict[str, object] = {}

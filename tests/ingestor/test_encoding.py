@@ -183,3 +183,19 @@ def core_of(record) -> RecordCore:
     )
     details = [(d.PropertyName, d.Before, d.After) for d in record.DetailList or ()]
     return RecordCore(texts, record.Action, record.When, record.DataSource, defaults, details)
+
+
+@pytest.mark.parametrize("details", [True, False])
+def test_with_detail_adds_one_property_at_the_end_of_a_fragment(details):
+    fields = {} if details else {"DetailList": []}
+    record = make_record(5, **fields)
+    xml, js = XmlEncoder(), JsonEncoder()
+    fragment = xml.with_detail(xml.encode(record), "Import fingerprint", "ab<&>12")
+    root = parse(xml.join([fragment]))
+    activity_records_schema().assertValid(root)
+    names = root[0].xpath("a:DetailList/a:Detail/a:PropertyName/text()", namespaces=NS)
+    assert names[-1] == "Import fingerprint" and len(names) == len(record.DetailList or []) + 1
+    assert root[0].xpath("a:DetailList/a:Detail/a:After/text()", namespaces=NS)[-1] == "ab<&>12"
+    obj = json.loads(js.with_detail(js.encode(record), "Import fingerprint", "ab12"))
+    assert obj["DetailList"][-1] == {"PropertyName": "Import fingerprint", "After": "ab12"}
+    assert len(obj["DetailList"]) == len(record.DetailList or []) + 1

@@ -352,3 +352,28 @@ def test_a_spool_from_before_rows_held_several_records_is_read_and_delivered(tmp
         spool.apply(inserts=[b"four", b"five"], deletes=[rows[0][0]])
         assert [d for _, d in spool.read_after(-1, 10)] == [b"three", b"four", b"five"]
         assert (spool.records, spool.bytes) == (3, 13) and spool.stats().records == 3
+
+
+def test_an_import_commit_spools_only_unseen_fingerprints_with_the_files_progress(tmp_path: Path) -> None:
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        assert spool.import_position(b"file-1") is None
+        first = [(b"fp-%d" % i, b"<ActivityRecord>%d</ActivityRecord>" % i) for i in range(5)]
+        assert spool.import_commit(first, file_id=b"file-1", path="/var/log/auth.log", size=500, position=250,
+                                   done=False) == 5  # fmt: skip
+        assert spool.import_position(b"file-1") == (250, False)
+        # Again, with two new lines: only those are spooled; the progress moves on.
+        again = [
+            *first[3:],
+            (b"fp-5", b"<ActivityRecord>5</ActivityRecord>"),
+            (b"fp-6", b"<ActivityRecord>6</ActivityRecord>"),
+        ]
+        assert spool.import_commit(again, file_id=b"file-1", path="/var/log/auth.log.1", size=500, position=500,
+                                   done=True) == 2  # fmt: skip
+        assert spool.import_position(b"file-1") == (500, True)
+        assert spool.records == 7 and spool.inserted == 7
+        assert [data for _, data in spool.read_after(0, 100)] == [
+            b"<ActivityRecord>%d</ActivityRecord>" % i for i in range(7)
+        ]
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:  # kept across opens
+        assert spool.import_position(b"file-1") == (500, True)
+        assert spool.import_commit(first, file_id=b"file-1", path="x", size=1, position=1, done=True) == 0
