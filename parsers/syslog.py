@@ -16,7 +16,8 @@ RFC 3164 variants handled (all seen in the wild, most from Cisco IOS):
 - a device uptime (`2y10w: `) instead of a timestamp, an IOS-XR card location
   (`RP/0/RP0/CPU0:`), a task name (`*Dot1x_Task_0: `);
 - a missing year (taken from the receive time, with December messages received in January
-  placed in the previous year), and a per-source time zone for timestamps without one.
+  placed in the previous year; or the caller's, `parse_syslog(year=...)`, for a file's lines),
+  and a per-source time zone for timestamps without one.
 
 The Cisco `%FACILITY-SEVERITY-MNEMONIC:` tag is split out into `Message.mnemonic`.
 """
@@ -85,6 +86,12 @@ class Message:
     version: int = 0
     parse_error: str | None = None
     location: str | None = None  # IOS XR's node before the time: "RP/0/RSP0/CPU0"
+    # The year a timestamp without one takes, as the caller gave it (`parse_syslog(year=...)`);
+    # None: decided from the receive time.
+    default_year: int | None = None
+    # The timestamp carried its own year (RFC 3339, RFC 5424, "Mar 01 2026 ..."): `default_year`
+    # did not apply to it. False without a timestamp.
+    year_given: bool = False
 
     @property
     def host(self) -> str:
@@ -258,10 +265,18 @@ def parse_syslog(
     source: str = "",
     received_at: datetime | None = None,
     tz: tzinfo = UTC,
+    year: int | None = None,
 ) -> Message:
-    """Parse one syslog message; never raises. `tz` is used for timestamps without a zone."""
+    """Parse one syslog message; never raises. `tz` is used for timestamps without a zone.
+
+    `year`: the year of a timestamp without one (a file's lines, whose year the importer infers),
+    exactly, Feb 29 of a common year being no timestamp as Feb 30 is; without it, the latest
+    year that puts the stamp at most a week after the receive time. Stamps with their own year
+    keep it, and say so in `Message.year_given`."""
     received = received_at or datetime.now(UTC)
     msg = Message(received, source)  # (positional: keywords cost ~1,000 instructions more per message)
+    if year is not None:
+        msg.default_year = year
     data = raw.rstrip(b"\r\n\x00")
     pos = 0
     m = _PRI.match(data)
@@ -302,6 +317,7 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
             bad_stamp = f"bad RFC 5424 timestamp {stamp!r}: the receive time is used"
         else:
             msg.timestamp = when
+            msg.year_given = True
     text = rest.decode("utf-8", "replace")
     if text.startswith("-"):
         text = text[2:] if text.startswith("- ") else text[1:]
@@ -395,7 +411,11 @@ def _bsd_time(
         day, hour, minute, second = int(d), int(h), int(mi), int(s)
         micro = _micros(frac) if frac else 0
         if year_text:
-            return datetime(int(year_text), month, day, hour, minute, second, micro, zone)
+            when = datetime(int(year_text), month, day, hour, minute, second, micro, zone)
+            msg.year_given = True  # (every caller takes a time it is given)
+            return when
+        if msg.default_year is not None:  # the caller's year, exactly (Feb 29 may not exist in it)
+            return datetime(msg.default_year, month, day, hour, minute, second, micro, zone)
         # No year: the latest year, from next year back, in which the date exists and is not
         # more than a week ahead of the receive time. December lines read in January land in the
         # old year, a clock a little ahead of ours lands in the new one, Feb 29 in a leap year.
@@ -452,8 +472,18 @@ def _cached_bsd_time(
     that is days from its edge), and the year decision only needs computing once. Exact: an
     entry is kept only when its time is at most six days ahead of the receive time (so it stays
     accepted) and at most 357 days behind (so the year after it, which was refused as more than
-    a week ahead, stays refused) for every receive time in that hour."""
+    a week ahead, stays refused) for every receive time in that hour. With the caller's year
+    (`Message.default_year`) the entry is keyed by it instead of the hour, and never goes stale."""
     global _LAST_HOUR
+    if msg.default_year is not None:
+        key = (stamp, zone_text, tz, -msg.default_year)  # (hours are positive: yyyymmddhh)
+        second = _STAMPS.get(key)
+        if second is None:
+            when = _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], frac, None, zone_text)
+            if when is not None:
+                _keep(_STAMPS, 8192, key, when.replace(microsecond=0) if frac else when)
+            return when
+        return second + _fraction(frac) if frac else second
     received = msg.received_at
     last = _LAST_HOUR  # one read: other threads may replace it, never change it
     if last[0] is received and last[1] is tz:
@@ -527,6 +557,7 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             when = None
         if m is not None and (when is not None or m.re is _FAST_LINUX_NOTIME) and not _more_header(line, m.end()):
             msg.timestamp = when
+            msg.year_given = when is not None  # (an ISO stamp: the stampless shape has none)
             msg.hostname = m["host"]
             msg.program = m["prog"]
             msg.pid = m["pid"]
@@ -589,10 +620,12 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
         if m is not None and m.re is _BSD_TS and m["tz"] and not (cisco_style or m["mark"]) and _zone(m["tz"]) is None:
             m = _BSD_TS_NO_WORD_ZONE.match(line, pos)  # "Jan 11 22:33:44 su: ...": "su" is the tag
         if m is not None:
-            when = _bsd_match_time(m, msg, tz) if "mon" in m.re.groupindex else _iso_local(m, tz)
+            bsd = "mon" in m.re.groupindex
+            when = _bsd_match_time(m, msg, tz) if bsd else _iso_local(m, tz)
             if when is not None:
                 # A relay's header and the device's own: the device's (the later one) wins.
                 msg.timestamp = when
+                msg.year_given = not bsd or bool(m["y1"] or m["y2"])
                 cisco_style = bool(m["colon"] or m["mark"])
                 pos = m.end()
                 continue

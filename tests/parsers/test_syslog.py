@@ -587,3 +587,56 @@ def test_ios_xr_zone_offsets_and_admin_plane_locations(line: str, time: str, loc
     message = parse_syslog(line.encode(), received_at=datetime(2026, 6, 15, 12, tzinfo=UTC))
     assert message.timestamp is not None and message.timestamp.isoformat() == time
     assert (message.location, message.program, message.family) == (location, program, "iosxr")
+
+
+# parse_syslog(year=...): the importer's year for yearless stamps (a file's lines).
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Dec 31 23:59:59 host prog: x",
+        b"Jan  1 00:00:01 host prog: x",
+        b"<189>12: sw1: *Jan  1 00:00:01.5 UTC: %A-1-B: x",
+    ],
+)
+def test_a_given_year_is_taken_exactly_for_a_yearless_stamp(line):
+    for received in (datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC), datetime(2025, 12, 31, 23, 0, tzinfo=UTC), RECEIVED):
+        msg = parse_syslog(line, received_at=received, year=2025)
+        assert msg.timestamp is not None and msg.timestamp.year == 2025 and not msg.year_given
+    # and the receive-time rule is back without it (the cache keyed apart)
+    assert parse_syslog(b"Jan  1 00:00:01 host prog: x", received_at=RECEIVED).timestamp.year == 2026
+
+
+def test_feb_29_of_a_common_year_is_no_timestamp_as_feb_30_is():
+    leap = parse_syslog(b"Feb 29 14:58:39 ix doas: failed", received_at=RECEIVED, year=2024)
+    assert leap.timestamp == datetime(2024, 2, 29, 14, 58, 39, tzinfo=UTC)
+    common = parse_syslog(b"Feb 29 14:58:39 ix doas: failed", received_at=RECEIVED, year=2025)
+    impossible = parse_syslog(b"Feb 30 14:58:39 ix doas: failed", received_at=RECEIVED, year=2024)
+    today = parse_syslog(b"Feb 30 14:58:39 ix doas: failed", received_at=RECEIVED)
+    for msg in (common, impossible):
+        assert (msg.timestamp, msg.hostname, msg.program) == (today.timestamp, today.hostname, today.program)
+        assert msg.text.replace("Feb 29", "Feb 30") == today.text == "Feb 30 14:58:39 ix doas: failed"
+        assert not msg.year_given
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"2026-03-01T10:00:00Z host prog: x", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        (b"<13>1 2026-03-01T10:00:00Z host prog - - - x", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        (b"Mar 01 2026 10:00:00 host prog: x", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        (b"<189>12: sw1: *Mar 01 2026 10:00:00 UTC: %A-1-B: x", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        (b"<189>12: relay Mar  1 09:00:00 sw1: 2026-03-01T10:00:00Z x", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+    ],
+)
+def test_a_stamp_with_its_own_year_ignores_the_given_year_and_says_so(line, expected):
+    for year in (None, 2019):
+        msg = parse_syslog(line, received_at=RECEIVED, year=year)
+        assert msg.timestamp == expected and msg.year_given, (line, year)
+
+
+def test_year_given_is_false_for_yearless_and_missing_stamps():
+    assert not parse_syslog(b"Mar  1 10:00:00 host prog: x", received_at=RECEIVED).year_given
+    assert not parse_syslog(b"host prog: x", received_at=RECEIVED).year_given
+    # a relay's ISO stamp, then the device's yearless one (which wins)
+    relayed = parse_syslog(b"2026-03-01T10:00:00Z relay Mar  1 09:00:00 sw1 prog: x", received_at=RECEIVED, year=2020)
+    assert relayed.timestamp == datetime(2020, 3, 1, 9, tzinfo=UTC) and not relayed.year_given

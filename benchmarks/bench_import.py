@@ -1,0 +1,82 @@
+"""`nwsyslog import` speed: records/s from a gzip'ed file into the spool, against the service's
+parse+map rate on the same lines (the issue's target: at least that rate, one core).
+
+    python3 benchmarks/bench_import.py [--lines 200000]
+
+The file is the vendored corpus (`tests/corpus`, real lines of many senders) repeated to
+`--lines` lines, each line's text made unique (so that every record is new to the spool), gzip'ed.
+The import runs as `nwsyslog import` does (`run_import`: the year pass, decompression, parse,
+rules, record writer, fingerprint, spool commits), into a fresh spool in a temporary folder.
+The service's figure is `Pipeline.handle` over the same lines (with the unmatched inventory, as
+the service runs it), as `bench_rules.py` measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingestor.config import load_service_config  # noqa: E402
+from ingestor.importing.command import ImportOptions, run_import  # noqa: E402
+from ingestor.netwrix.encoding import XmlEncoder  # noqa: E402
+from ingestor.pipeline import Pipeline  # noqa: E402
+from ingestor.unmatched import Inventory  # noqa: E402
+from parsers.rules.loader import load_ruleset  # noqa: E402
+from parsers.syslog import zone_for  # noqa: E402
+
+
+def corpus(n: int) -> list[bytes]:
+    files = sorted((ROOT / "tests" / "corpus").rglob("*.log"))
+    base = [line for f in files for line in f.read_bytes().splitlines() if line.strip()]
+    return [base[i % len(base)] + b" #%d" % i for i in range(n)]
+
+
+def service_rate(lines: list[bytes]) -> float:
+    pipeline = Pipeline(load_ruleset(), XmlEncoder(), inventory=Inventory())
+    now = time.time()
+    start = time.perf_counter()
+    for line in lines:
+        pipeline.handle(line, "192.0.2.1:514", now)
+        if len(pipeline.pending) > 10000:
+            pipeline.take()
+    return len(lines) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=200_000)
+    args = parser.parse_args()
+    lines = corpus(args.lines)
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {len(lines):,} lines")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        log = folder / "messages.1.gz"
+        log.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+        config_file = folder / "nwsyslog.yaml"
+        config_file.write_text(f"listeners: [udp://127.0.0.1:0]\nspool: {{path: {folder / 'spool.db'}}}\n")
+        config = load_service_config(config_file)
+        options = ImportOptions(patterns=[str(log)], tz=zone_for("UTC"), progress=False)
+        ruleset = load_ruleset()  # (loading the rules is start-up, not import work)
+        start = time.perf_counter()
+        stats = run_import(config, options, out=io.StringIO(), ruleset=ruleset)
+        seconds = time.perf_counter() - start
+    print(f"import from gzip into the spool: {stats.lines / seconds:,.0f} lines/s, "
+          f"{stats.records / seconds:,.0f} records/s ({stats.records:,} records, {stats.unmatched:,} unmatched, "
+          f"{seconds:.1f} s)")  # fmt: skip
+    rate = service_rate(lines)
+    print(f"service parse+map (Pipeline.handle) on the same lines: {rate:,.0f} lines/s")
+    print(f"import / service: {stats.lines / seconds / rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

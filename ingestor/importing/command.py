@@ -1,0 +1,194 @@
+"""`nwsyslog import FILE...`: existing log files into the spool (and, with --direct, to Netwrix).
+
+The files are found and ordered by `files.expand` (rotated sets oldest first, `.gz`/`.bz2`/`.xz`
+read transparently), their yearless timestamps dated by `files.years` (backwards from each
+file's modification time), and their lines mapped by `importer.Importer` with the
+configuration's rules and record fields into the configuration's spool, which a running
+service delivers. With `direct`, a delivery process of this command's own sends what is
+spooled and waits until the spool is empty (only when no service runs on that spool: two
+delivery processes would send records twice). A dry run writes nothing and prints the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+from parsers.rules.engine import RuleSet
+
+from ..config import ServiceConfig
+from ..netwrix.encoding import encoder_for
+from ..netwrix.records import RecordDefaults
+from ..spool import Spool
+from ..unmatched import Inventory, format_listing
+from .files import SourceFile, dated_lines, expand, open_lines, years
+from .importer import Importer, ImportStats, Period, file_identity
+
+DIRECT_POLL = 0.5  # seconds between looks at the spool while --direct delivers
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the command line says (see `nwsyslog import --help`)."""
+
+    patterns: Sequence[str]
+    tz: tzinfo
+    year: int | None = None
+    host: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    dry_run: bool = False
+    direct: bool = False
+    progress: bool = True
+
+
+def run_import(
+    config: ServiceConfig, options: ImportOptions, out: TextIO = sys.stdout, ruleset: RuleSet | None = None
+) -> ImportStats:
+    """Import the files (with `ruleset`, else the configuration's rules); raises ConfigError for
+    files that cannot be found or read, and KeyboardInterrupt as it came (what was committed
+    stays: a second run continues)."""
+    from ..service import default_spool_path, load_rules, spool_options
+
+    sources = expand(options.patterns, stdin=sys.stdin.buffer if "-" in options.patterns else None)
+    ruleset = ruleset if ruleset is not None else load_rules(config)
+    encoder = encoder_for(config.netwrix.format)
+    defaults = RecordDefaults.from_mapping(config.records.as_mapping())
+    spool_path = config.spool.path or default_spool_path()
+    spool = None if options.dry_run else Spool(spool_path, **spool_options(config))
+    inventory = Inventory(samples=config.unmatched.samples, mine_per_second=config.unmatched.mine_per_second)
+    importer = Importer(
+        ruleset,
+        encoder,
+        defaults,
+        spool,
+        tz=options.tz,
+        host=options.host,
+        period=Period(options.since, options.until),
+        inventory=inventory,
+    )
+    started = time.monotonic()
+    try:
+        overall = tqdm(total=len(sources), unit="file", desc="files", disable=not options.progress, position=0)
+        for src in sources:
+            try:
+                _import_file(importer, src, options, out)
+            finally:
+                src.discard()
+            overall.update(1)
+        overall.close()
+        if spool is not None and options.direct:
+            _deliver(config, spool, spool_path, out)
+    finally:
+        if spool is not None:
+            spool.close()
+    _summary(importer.stats, inventory, time.monotonic() - started, options, out)
+    return importer.stats
+
+
+def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, out: TextIO) -> None:
+    first = next((line for _, line in open_lines(src)), None)
+    if first is None:
+        print(f"{src.name}: empty", file=out)
+        return
+    file_id = file_identity(first)
+    start, done = importer.resume_at(file_id)
+    if done and (src.compression is not None or src.size <= start):
+        print(f"{src.name}: imported before (nothing new)", file=out)
+        return
+    if start:
+        print(f"{src.name}: continuing at byte {start:,} of its text", file=out)
+    guess = years(src, tz=options.tz, year=options.year)
+    stats = importer.stats
+    before = stats.lines, stats.records, stats.written
+    total = src.size if src.compression is None else None
+    bar = tqdm(total=total, initial=min(start, total or 0), unit="B", unit_scale=True, desc=src.name,
+               disable=not options.progress, position=1, leave=False)  # fmt: skip
+    reached = [start]
+
+    def on_batch(offset: int) -> None:
+        if total is not None:
+            bar.update(max(0, offset - reached[0]))
+        reached[0] = offset
+        bar.set_postfix(lines=stats.lines - before[0], records=stats.records - before[1], refresh=False)
+
+    try:
+        importer.import_lines(
+            dated_lines(src, guess, start), file_id=file_id, name=src.name, size=src.size, on_batch=on_batch
+        )
+    finally:
+        bar.close()
+    lines, records, written = (stats.lines - before[0], stats.records - before[1], stats.written - before[2])
+    years_seen = f"{guess.first}" if not guess.boundaries else f"{guess.first}-{guess.last}"
+    print(
+        f"{src.name}: {lines:,} lines, {records:,} records ({written:,} new), years {years_seen}",
+        file=out,
+    )
+
+
+def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO) -> None:
+    """--direct: a delivery process sends what is spooled; returns when the spool is empty (or
+    raises StartupError when delivery halts: the records stay spooled)."""
+    from ..deliverer import DeliveryProcess, DeliverySettings
+    from ..errors import StartupError
+    from ..logs import current_settings
+    from ..service import spool_options
+
+    level, log_format = current_settings()
+    settings = DeliverySettings(
+        spool_path=spool_path,
+        spool_options=spool_options(config),
+        netwrix=config.netwrix,
+        batching=config.batching,
+        shutdown_timeout=config.shutdown_timeout,
+        log_level=level,
+        log_format=log_format,
+    )
+
+    async def deliver() -> None:
+        process = DeliveryProcess(settings)
+        await process.start()
+        try:
+            while True:
+                spool.refresh()
+                if spool.records == 0:
+                    return
+                if process.halted:
+                    raise StartupError(f"delivery halted: {process.halted} ({spool.records:,} records stay spooled)")
+                if process.ended.is_set():
+                    raise StartupError(f"the delivery process ended ({spool.records:,} records stay spooled)")
+                await asyncio.sleep(DIRECT_POLL)
+        finally:
+            await process.stop(config.shutdown_timeout)
+
+    spool.refresh()
+    print(f"delivering {spool.records:,} spooled records to {config.netwrix.write_url}", file=out)
+    asyncio.run(deliver())
+    print("delivered: the spool is empty", file=out)
+
+
+def _summary(stats: ImportStats, inventory: Inventory, seconds: float, options: ImportOptions, out: TextIO) -> None:
+    rate = stats.lines / seconds if seconds > 0 else 0.0
+    verb = "would be written" if options.dry_run else "written"
+    print(
+        f"\n{stats.lines:,} lines in {seconds:.1f} s ({rate:,.0f} lines/s): {stats.records:,} records "
+        f"({stats.written:,} new, {verb}; {stats.records - stats.written:,} imported before), "
+        f"{stats.unmatched:,} unmatched, {stats.dropped:,} dropped by rules, {stats.outside:,} outside the period, "
+        f"{stats.render_errors:,} render errors",
+        file=out,
+    )
+    if stats.by_pack_action:
+        print("\nrecords by pack and Action:", file=out)
+        for (pack, action), count in sorted(stats.by_pack_action.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {count:>9,}  {pack:<20} {action}", file=out)
+    if len(inventory):
+        print("\nunmatched shapes (as `nwsyslog unmatched --from FILE` groups them, with --draft ID):", file=out)
+        print(format_listing(inventory.as_json(), samples=False, limit=10), file=out)

@@ -1,0 +1,347 @@
+"""The files of `nwsyslog import FILE...`: which ones, in which order, their lines, and the year
+of their yearless lines.
+
+- `expand(patterns)`: paths and globs (`-`: standard input, at most once) -> `SourceFile`s, a
+  rotated set oldest first (logrotate's numbered `auth.log.4.gz ... auth.log.1, auth.log` and
+  its dateext `secure-20260301.gz, secure-20260308, secure`), sets in the order of the
+  arguments (a glob's matches by name), each file once (by device and inode). A path or glob
+  naming nothing is a `ConfigError` naming it.
+- `open_lines(src, start)`: (offset, line) in the decompressed stream, resumable at an offset.
+- `years(src, ...)` -> `YearGuess`: a first pass over a file that finds the year of each
+  yearless line, backwards from the file's mtime (its last line was written then); the
+  importer's second pass (`dated_lines`) hands `parse_syslog` the year for each line.
+
+Standard input can be read only once, and the year pass needs a second reading: `expand`
+copies it to a temporary file (`SourceFile.spool`, removed by `SourceFile.discard()`), and
+takes the time of that copy as its mtime.
+"""
+
+from __future__ import annotations
+
+import bisect
+import bz2
+import glob
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+
+from parsers.syslog import parse_syslog
+
+from ..errors import ConfigError
+
+Compression = Literal["gzip", "bz2", "xz"]
+
+MAX_LINE = 64 * 1024  # longer lines are cut to this (and counted in `LineStats.cut`)
+BUFFER = 1 << 20  # read size
+HEAD = 4096  # `SourceFile.head_hash` covers this many decompressed bytes
+STDIN_NAME = "<stdin>"
+
+_MAGIC: tuple[tuple[bytes, Compression], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+_GLOB = re.compile(r"[*?[]")
+_SUFFIX = r"(?:\.(?:gz|bz2|xz|zst|lz4|Z))?"
+_NUMBERED = re.compile(rf"(?P<base>.+?)\.(?P<n>\d{{1,4}}){_SUFFIX}")
+_DATED = re.compile(rf"(?P<base>.+?)-(?P<date>\d{{8}}(?:\d{{2}})?|\d{{4}}-\d{{2}}-\d{{2}}){_SUFFIX}")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One file to import, as found by `expand`."""
+
+    path: Path | None  # None: standard input
+    name: str  # for display: the path as found, or "<stdin>"
+    size: int  # bytes on disk (compressed)
+    inode: int
+    device: int
+    mtime: float  # epoch seconds; standard input: when it was read
+    compression: Compression | None  # from the magic bytes
+    head_hash: str  # sha256 hex of the first 4096 decompressed bytes: the file across renames
+    spool: Path | None = field(default=None, compare=False)  # standard input's copy
+
+    @property
+    def readable(self) -> Path:
+        """The file to open: the path, or standard input's copy."""
+        target = self.spool or self.path
+        assert target is not None
+        return target
+
+    def discard(self) -> None:
+        """Remove standard input's copy (nothing for a named file)."""
+        if self.spool is not None:
+            self.spool.unlink(missing_ok=True)
+
+
+@dataclass(slots=True)
+class LineStats:
+    """What `open_lines` saw: lines yielded, and how many of them were cut at `MAX_LINE`."""
+
+    lines: int = 0
+    cut: int = 0
+
+
+def expand(patterns: Sequence[str], *, stdin: BinaryIO | None = None) -> list[SourceFile]:
+    """The files `patterns` name, in import order (see the module's doc). `stdin`: what `-`
+    reads (default: the process's standard input), copied to a temporary file."""
+    if sum(1 for p in patterns if p == "-") > 1:
+        raise ConfigError("'-' (standard input) can be given only once")
+    found: list[Path | None] = []
+    missing: list[str] = []
+    for pattern in patterns:
+        if pattern == "-":
+            found.append(None)
+        elif _GLOB.search(pattern):
+            matches = [Path(m) for m in sorted(glob.glob(pattern)) if not os.path.isdir(m)]
+            if not matches:
+                missing.append(pattern)
+            found += matches
+        else:
+            found.append(Path(pattern))
+    # Stat each once; drop the second sight of a file (same device and inode).
+    stats: dict[Path, os.stat_result] = {}
+    seen: set[tuple[int, int]] = set()
+    items: list[Path | None] = []
+    for path in found:
+        if path is None:
+            items.append(None)
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            missing.append(str(path))
+            continue
+        except OSError as exc:
+            missing.append(f"{path} ({exc.strerror})")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            missing.append(f"{path} (not a regular file)")
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        stats[path] = st
+        items.append(path)
+    if missing:
+        raise ConfigError("no such file: " + ", ".join(missing))
+    # Group rotated sets (same directory and base name), in the order of their first member.
+    groups: dict[tuple[str, str] | int, list[tuple[tuple[int, int, str], Path | None]]] = {}
+    for index, path in enumerate(items):
+        if path is None:
+            groups[index] = [((0, 0, ""), None)]
+            continue
+        base, rank = _rotation(path.name)
+        groups.setdefault((str(path.parent), base), []).append((rank, path))
+    result: list[SourceFile] = []
+    for members in groups.values():
+        for _, member in sorted(members, key=lambda m: (m[0], m[1].name if m[1] else "")):
+            if member is None:
+                result.append(_stdin_file(stdin if stdin is not None else sys.stdin.buffer))
+            else:
+                result.append(_source_file(member, stats[member]))
+    return result
+
+
+def _rotation(name: str) -> tuple[str, tuple[int, int, str]]:
+    """A file's rotated set (its base name) and rank in it: dateext copies by date, then
+    numbered ones from the highest number down, then the live file."""
+    if (m := _DATED.fullmatch(name)) is not None:
+        return m["base"], (0, 0, m["date"].replace("-", ""))
+    if (m := _NUMBERED.fullmatch(name)) is not None:
+        return m["base"], (1, -int(m["n"]), "")
+    return name, (2, 0, "")
+
+
+def _source_file(path: Path, st: os.stat_result) -> SourceFile:
+    compression = _compression(path)
+    return SourceFile(
+        path, str(path), st.st_size, st.st_ino, st.st_dev, st.st_mtime, compression, _head_hash(path, compression)
+    )
+
+
+def _stdin_file(stream: BinaryIO) -> SourceFile:
+    fd, name = tempfile.mkstemp(prefix="nwsyslog-stdin-")
+    spool = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, BUFFER)
+        st = spool.stat()
+        compression = _compression(spool)
+        head = _head_hash(spool, compression)
+    except BaseException:
+        spool.unlink(missing_ok=True)
+        raise
+    return SourceFile(None, STDIN_NAME, st.st_size, st.st_ino, st.st_dev, time.time(), compression, head, spool)
+
+
+def _compression(path: Path) -> Compression | None:
+    with path.open("rb") as f:
+        magic = f.read(6)
+    for prefix, kind in _MAGIC:
+        if magic.startswith(prefix):
+            return kind
+    return None
+
+
+def _head_hash(path: Path, compression: Compression | None) -> str:
+    with ExitStack() as stack:
+        f = _open(path, compression, stack)
+        head = f.read(HEAD)
+        while len(head) < HEAD and (more := f.read(HEAD - len(head))):  # (short reads of a stream)
+            head += more
+    return hashlib.sha256(head).hexdigest()
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+    def readline(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+def _open(path: Path, compression: Compression | None, stack: ExitStack) -> _Reader:
+    """`path` open for reading its decompressed content, closed (both layers) with `stack`."""
+    raw = stack.enter_context(path.open("rb", buffering=BUFFER))
+    if compression == "gzip":
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+    if compression == "bz2":
+        return stack.enter_context(bz2.BZ2File(raw, "rb"))
+    if compression == "xz":
+        return stack.enter_context(lzma.LZMAFile(raw, "rb"))
+    return raw
+
+
+def open_lines(src: SourceFile, start: int = 0, *, stats: LineStats | None = None) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line of `src` from byte offset `start` of its decompressed
+    content (an offset this yielded, or the end of the last line read), the line without its
+    newline. A plain file seeks there; a compressed one is decompressed up to it. A line
+    longer than `MAX_LINE` is cut to it (`stats.cut`); a last line without a newline is a line."""
+    if stats is None:
+        stats = LineStats()
+    with ExitStack() as stack:
+        f = _open(src.readable, src.compression, stack)
+        if start:
+            if src.compression is None:
+                f.seek(start)
+            else:
+                left = start
+                while left > 0 and (chunk := f.read(min(left, BUFFER))):
+                    left -= len(chunk)
+        readline = f.readline
+        offset = start
+        while raw := readline(MAX_LINE + 1):
+            n = len(raw)
+            if raw[-1] == 10:  # b"\n"
+                line = raw[:-1]
+            elif n > MAX_LINE:  # cut: skip to the end of the line
+                line = raw[:MAX_LINE]
+                while more := readline(BUFFER):
+                    n += len(more)
+                    if more[-1] == 10:
+                        break
+                stats.cut += 1
+            else:
+                line = raw
+            stats.lines += 1
+            yield offset, line
+            offset += n
+
+
+@dataclass(frozen=True, slots=True)
+class YearGuess:
+    """The year of each yearless line of a file: `first` up to the first boundary, one more
+    from each boundary (the offset of the line that starts a new year) on. `given`: the
+    caller's `--year`, for every line."""
+
+    first: int
+    boundaries: tuple[int, ...] = ()
+    given: bool = False
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.boundaries)
+
+    def year_at(self, offset: int) -> int:
+        """The year to give `parse_syslog` for the line at `offset` (stamps with a year keep theirs)."""
+        return self.first + bisect.bisect_right(self.boundaries, offset)
+
+
+# A month going down by at most this much is lines out of order (a relay's, across a month's
+# end: "Apr  1 00:00:01" then "Mar 31 23:59:59"), not a new year.
+REORDER_SLACK = timedelta(days=1)
+# The last line may be this much after the file's mtime (a sender's clock a little ahead).
+CLOCK_SLACK = timedelta(days=1)
+_PROBE_YEAR = 2000  # a leap year: every month/day parses
+
+
+def years(
+    src: SourceFile, lines: Iterable[tuple[int, bytes]] | None = None, *, tz: tzinfo, year: int | None = None
+) -> YearGuess:
+    """The first pass: the year of each yearless line of `src` (`lines`: its `open_lines`,
+    read here when not given). With `year` (`--year`) every line gets it, and nothing is read.
+    Otherwise backwards from the mtime: the last yearless line is in the mtime's year in `tz`
+    (the year before when its month/day is later than the mtime's), and every time the month
+    goes down from one yearless line to the next (by more than `REORDER_SLACK`), a new year
+    starts. Lines whose stamp has its own year, or no stamp, count for nothing."""
+    if year is not None:
+        return YearGuess(year, (), True)
+    mtime = datetime.fromtimestamp(src.mtime, tz)
+    if lines is None:
+        lines = open_lines(src)
+    boundaries: list[int] = []
+    slack = REORDER_SLACK.total_seconds()
+    prev_month, prev_pos = 0, 0.0
+    last: tuple[int, int] | None = None
+    for offset, line in lines:
+        msg = parse_syslog(line, received_at=mtime, tz=tz, year=_PROBE_YEAR)
+        ts = msg.timestamp
+        if ts is None or msg.year_given:
+            continue
+        month = ts.month
+        pos = ts.toordinal() * 86400.0 + ts.hour * 3600 + ts.minute * 60 + ts.second
+        if month < prev_month and prev_pos - pos > slack:
+            boundaries.append(offset)
+        prev_month, prev_pos = month, pos
+        last = (month, ts.day)
+    if last is None:
+        return YearGuess(mtime.year)
+    return YearGuess(_last_year(last, mtime) - len(boundaries), tuple(boundaries))
+
+
+def _last_year(month_day: tuple[int, int], mtime: datetime) -> int:
+    """The latest year in which `month_day` exists and is not after the mtime's date (give or
+    take `CLOCK_SLACK`)."""
+    latest = mtime.date() + CLOCK_SLACK
+    for year in range(mtime.year + 1, mtime.year - 8, -1):
+        try:
+            day = date(year, *month_day)
+        except ValueError:  # Feb 29 of a common year
+            continue
+        if day <= latest:
+            return year
+    return mtime.year
+
+
+def dated_lines(
+    src: SourceFile, guess: YearGuess, start: int = 0, *, stats: LineStats | None = None
+) -> Iterator[tuple[int, bytes, int]]:
+    """The second pass: (offset, line, year to give `parse_syslog`) from `start`."""
+    boundaries = guess.boundaries
+    i = bisect.bisect_right(boundaries, start)
+    year = guess.first + i
+    following = boundaries[i] if i < len(boundaries) else -1
+    for offset, line in open_lines(src, start, stats=stats):
+        while following != -1 and offset >= following:
+            i += 1
+            year += 1
+            following = boundaries[i] if i < len(boundaries) else -1
+        yield offset, line, year

@@ -1,0 +1,69 @@
+"""`nwsyslog import`'s core over real files and a real spool: rotation, period, host, dry run."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingestor.config import load_service_config
+from ingestor.importing.command import ImportOptions, run_import
+from ingestor.spool import Spool
+
+LINES = [
+    f"Mar  {d} 10:00:0{d} web1 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo {d}"
+    for d in range(1, 6)
+] + ["Mar  6 10:00:00 web1 kernel: eth0: link up"]
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "nwsyslog.yaml"
+    config.write_text(f"listeners: [udp://127.0.0.1:0]\nspool: {{path: {tmp_path / 'spool.db'}}}\n")
+    log = tmp_path / "auth.log"
+    log.write_text("\n".join(LINES) + "\n")
+    mtime = datetime(2026, 3, 7, tzinfo=UTC).timestamp()
+    os.utime(log, (mtime, mtime))
+    return config, log
+
+
+def records(tmp_path: Path) -> list[bytes]:
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        return [data for _, data in spool.read_after(0, 1000)]
+
+
+def test_a_rotated_and_compressed_copy_of_an_imported_file_adds_nothing(tmp_path: Path) -> None:
+    config_path, log = setup(tmp_path)
+    config = load_service_config(config_path)
+    options = ImportOptions(patterns=[str(log)], tz=UTC, progress=False)
+    stats = run_import(config, options, out=io.StringIO())
+    assert (stats.lines, stats.records, stats.written, stats.unmatched) == (6, 5, 5, 1)
+    assert all(
+        b"<When>2026-03-0" in r and b"<PropertyName>Import fingerprint</PropertyName>" in r for r in records(tmp_path)
+    )
+    # logrotate: auth.log -> auth.log.1 -> auth.log.2.gz; the same content under a new name.
+    rotated = tmp_path / "auth.log.2.gz"
+    rotated.write_bytes(gzip.compress(log.read_bytes()))
+    log.unlink()
+    again = run_import(config, ImportOptions(patterns=[str(rotated)], tz=UTC, progress=False), out=io.StringIO())
+    assert again.written == 0 and len(records(tmp_path)) == 5
+
+
+def test_period_host_and_dry_run(tmp_path: Path) -> None:
+    config_path, log = setup(tmp_path)
+    log.write_text("\n".join(line.replace(" web1 ", " ") if "echo 1" in line else line for line in LINES) + "\n")
+    config = load_service_config(config_path)
+    out = io.StringIO()
+    options = ImportOptions(
+        patterns=[str(log)], tz=UTC, host="imported-host", dry_run=True, progress=False,
+        since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    stats = run_import(config, options, out=out)
+    assert (stats.records, stats.outside) == (3, 3)  # Mar 2, 3, 4 inside; Mar 1, 5, 6 outside
+    assert "would be written" in out.getvalue() and "privileged" in out.getvalue()
+    assert not (tmp_path / "spool.db").exists()  # a dry run writes nothing
+    wide = ImportOptions(patterns=[str(log)], tz=UTC, host="imported-host", progress=False)
+    run_import(config, wide, out=io.StringIO())
+    first = next(r for r in records(tmp_path) if b"/bin/echo 1<" in r)
+    assert b"<Where>imported-host</Where>" in first  # the line named no host
