@@ -355,13 +355,22 @@ class Spool:
         db = self._db
         now = time.time()
         with self._transaction():
-            fresh = [
-                data
-                for fingerprint, data in records
-                if db.execute(
-                    "INSERT OR IGNORE INTO import_fingerprints (fingerprint) VALUES (?)", (fingerprint,)
-                ).rowcount
-            ]
+            seen: set[bytes] = set()
+            for chunk in _chunks([fingerprint for fingerprint, _ in records], 500):
+                seen.update(
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT fingerprint FROM import_fingerprints WHERE fingerprint IN ({_marks(chunk)})", chunk
+                    )
+                )
+            fresh: list[bytes] = []
+            new: list[tuple[bytes]] = []
+            for fingerprint, data in records:
+                if fingerprint not in seen:
+                    seen.add(fingerprint)
+                    new.append((fingerprint,))
+                    fresh.append(data)
+            db.executemany("INSERT INTO import_fingerprints (fingerprint) VALUES (?)", new)
             if fresh:
                 db.executemany(
                     "INSERT INTO records (data, created, lengths) VALUES (?, ?, ?)",

@@ -283,6 +283,21 @@ CLOCK_SLACK = timedelta(days=1)
 _PROBE_YEAR = 2000  # a leap year: every month/day parses
 
 
+# The yearless BSD stamp most log files start with (an optional PRI, no zone, no year after it:
+# the next word starts like a host name, not like "2026", "UTC:" or "+01:00"), which the year
+# pass reads without a whole parse. Anything else goes through parse_syslog.
+_QUICK_STAMP = re.compile(
+    rb"(?:<\d{1,3}>)?(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(\d{1,2}) "
+    rb"(\d{2}):(\d{2}):(\d{2}) (?!\d{4}\b)(?![A-Z]{2,5}[:\s])[A-Za-z0-9_\[]"
+)
+# A second time in the header (a relay's stamp, then the device's own, which the parser takes):
+# such lines are parsed.
+_ANOTHER_TIME = re.compile(rb"\d:\d\d:\d\d")
+_MONTH_NUMBER = {name: i for i, name in enumerate(
+    (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"), 1
+)}  # fmt: skip
+
+
 def years(
     src: SourceFile, lines: Iterable[tuple[int, bytes]] | None = None, *, tz: tzinfo, year: int | None = None
 ) -> YearGuess:
@@ -301,7 +316,25 @@ def years(
     slack = REORDER_SLACK.total_seconds()
     prev_month, prev_pos = 0, 0.0
     last: tuple[int, int] | None = None
+    quick, another = _QUICK_STAMP.match, _ANOTHER_TIME.search
     for offset, line in lines:
+        m = quick(line)
+        if m is not None and another(line, m.end(), m.end() + 120) is None:
+            # The common "Mmm dd hh:mm:ss host ..." read here: what parse_syslog would give it.
+            month, day = _MONTH_NUMBER[m[1]], int(m[2])
+            hour, minute, second = int(m[3]), int(m[4]), int(m[5])
+            try:
+                ordinal = date(_PROBE_YEAR, month, day).toordinal()
+            except ValueError:
+                continue  # Feb 30: parse_syslog gives no time either
+            if hour > 23 or minute > 59 or second > 59:
+                continue
+            pos = ordinal * 86400.0 + hour * 3600 + minute * 60 + second
+            if month < prev_month and prev_pos - pos > slack:
+                boundaries.append(offset)
+            prev_month, prev_pos = month, pos
+            last = (month, day)
+            continue
         msg = parse_syslog(line, received_at=mtime, tz=tz, year=_PROBE_YEAR)
         ts = msg.timestamp
         if ts is None or msg.year_given:

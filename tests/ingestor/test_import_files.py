@@ -5,13 +5,16 @@ import gzip
 import io
 import lzma
 import os
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestor.errors import ConfigError
+from ingestor.importing import files
 from ingestor.importing.files import (
     MAX_LINE,
     LineStats,
@@ -232,3 +235,19 @@ def test_inferred_years_reproduce_the_original_times(tmp_path_factory, offset, s
     guess = years(src, tz=UTC)
     got = [parse_syslog(line, tz=UTC, year=y).timestamp for _, line, y in dated_lines(src, guess)]
     assert got == times
+
+
+def test_the_quick_year_pass_agrees_with_parsing_every_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The year pass reads the common stamp itself: on real lines of many senders (the vendored
+    corpus, one file after another as one log) it finds what parsing every line finds."""
+    corpus = Path(__file__).resolve().parents[1] / "corpus"
+    lines = [line for f in sorted(corpus.rglob("*.log")) for line in f.read_bytes().splitlines() if line.strip()]
+    log = tmp_path / "mixed.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    mtime = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    os.utime(log, (mtime, mtime))
+    (src,) = files.expand([str(log)])
+    quick = files.years(src, tz=UTC)
+    monkeypatch.setattr(files, "_QUICK_STAMP", re.compile(rb"(?!)"))
+    assert files.years(src, tz=UTC) == quick
+    assert len(quick.boundaries) > 3  # (the corpus's files are of many years: the test means something)
