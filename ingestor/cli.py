@@ -729,9 +729,7 @@ def _mine_file(config: ServiceConfig, file: BinaryIO) -> Any:
         ruleset = load_rules(config)
     except ConfigError as exc:
         _fail(exc)
-    settings = config.unmatched
-    inventory = Inventory(samples=settings.samples, max_shapes=settings.max_shapes, max_samples=settings.max_samples,
-                          max_hosts=settings.max_hosts)  # fmt: skip
+    inventory = Inventory.from_settings(config.unmatched)
     now, tz = datetime.now(UTC), zone_for(config.timezone)
     parsed = ((parse_syslog(line, received_at=now, tz=tz), line) for line in file if line.strip())
     return mine(((m, line) for m, line in parsed if ruleset.match(m) is None), inventory)
@@ -774,7 +772,7 @@ def _service_inventory(config: ServiceConfig, url: str | None) -> dict[str, Any]
                 return data
             problem = f"{base}/api/unmatched answered {response.status_code}"
     path = inventory_path(config.spool.path or default_spool_path())
-    inventory = Inventory(samples=config.unmatched.samples)
+    inventory = Inventory.from_settings(config.unmatched)
     try:
         found = inventory.load(path)
     except (OSError, ValueError) as exc:

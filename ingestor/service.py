@@ -52,6 +52,7 @@ from .errors import ConfigError, StartupError
 from .logs import current_settings
 from .loop import rounds, start_tasks
 from .metrics import HostState, Metrics, Readings
+from .netwrix.config import NetwrixConfig
 from .netwrix.encoding import encoder_for
 from .pipeline import Pipeline
 from .sources import AcceptList, Source, TcpSource, UdpSource, udp_drops
@@ -124,6 +125,20 @@ def spool_options(config: ServiceConfig) -> SpoolOptions:
         sync=config.spool.sync,
         secure_delete=config.spool.secure_delete,
         lock_timeout=config.spool.lock_timeout,
+    )
+
+
+def delivery_settings(config: ServiceConfig, spool_path: Path, netwrix: NetwrixConfig) -> DeliverySettings:
+    """What a delivery process of `config` needs, with this process's log settings."""
+    level, log_format = current_settings()
+    return DeliverySettings(
+        spool_path=spool_path,
+        spool_options=spool_options(config),
+        netwrix=netwrix,
+        batching=config.batching,
+        shutdown_timeout=config.shutdown_timeout,
+        log_level=level,
+        log_format=log_format,
     )
 
 
@@ -372,16 +387,7 @@ class Service:
             await source.start()
             self.sources.append(source)
             log.info("listening on %s://%s:%d", listener.scheme, listener.host, source.port)
-        level, log_format = current_settings()
-        settings = DeliverySettings(
-            spool_path=self.spool_path,
-            spool_options=spool_options(config),
-            netwrix=self.netwrix,
-            batching=config.batching,
-            shutdown_timeout=config.shutdown_timeout,
-            log_level=level,
-            log_format=log_format,
-        )
+        settings = delivery_settings(config, self.spool_path, self.netwrix)
         self.delivery = DeliveryProcess(settings, on_request=self.metrics.observe_request)
         await self.delivery.start()
 
@@ -432,13 +438,7 @@ class Service:
         settings = self.config.unmatched
         if not settings.enabled:
             return None
-        inventory = Inventory(
-            samples=settings.samples,
-            max_shapes=settings.max_shapes,
-            max_samples=settings.max_samples,
-            max_hosts=settings.max_hosts,
-            mine_per_second=settings.mine_per_second,
-        )
+        inventory = Inventory.from_settings(settings)
         try:
             if await self._in_db(inventory.load, self.inventory_path):
                 log.info(

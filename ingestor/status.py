@@ -13,10 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from parsers.rules.draft import draft_rule
-
 from . import __version__
-from .unmatched import Inventory, Shape, iso
+from .unmatched import Inventory, iso
 
 if TYPE_CHECKING:
     from .service import Service
@@ -64,42 +62,15 @@ class History:
         }  # fmt: skip
 
 
-def shape_with_draft(shape: Shape, samples: bool) -> dict[str, Any]:
-    """A shape's JSON with its drafted rule (samples left out when the site keeps none)."""
-    data = shape.as_json()
-    data["draft"] = draft_rule(
-        shape_id=shape.id,
-        kind=shape.kind,
-        key=shape.key,
-        template=shape.template,
-        samples=shape.samples if samples else (),
-        count=shape.count,
-        hosts=shape.hosts,
-    )
-    if not samples:
-        data["samples"] = None
-    return data
-
-
 def unmatched_json(inventory: Inventory | None, limit: int | None = None) -> dict[str, Any]:
-    """The inventory (most frequent first), each shape with its draft."""
-    if inventory is None:
-        return {"enabled": False, "total": 0, "unshaped": 0, "over_budget": 0, "shapes_total": 0,
-                "samples_allowed": False, "shapes": []}  # fmt: skip
-    shapes = inventory.shapes()
-    return {
-        "enabled": True,
-        "total": inventory.total,
-        "unshaped": inventory.unshaped,
-        "over_budget": inventory.over_budget,
-        "shapes_total": len(shapes),
-        "samples_allowed": inventory.samples,
-        "shapes": [shape_with_draft(s, inventory.samples) for s in (shapes if limit is None else shapes[:limit])],
-    }
+    """The inventory (most frequent first), each shape with its draft; all zero when off."""
+    shown = inventory if inventory is not None else Inventory(samples=False)
+    return {"enabled": inventory is not None, **shown.as_json(limit, drafts=True)}
 
 
-def totals(service: Service) -> dict[str, int]:
-    """The cumulative counters, as `/metrics` has them."""
+def totals(service: Service, drops: dict[str, int] | None = None) -> dict[str, int]:
+    """The cumulative counters, as `/metrics` has them (`drops`: the kernel's UDP drop counts
+    by listener address, when the caller has read them already)."""
     p = service.pipeline.stats if service.pipeline is not None else None
     d = service.delivery.stats if service.delivery is not None else None
     spool = service.spool
@@ -115,7 +86,7 @@ def totals(service: Service) -> dict[str, int]:
         "sent": d.delivered if d else 0,
         "retries": d.retries if d else 0,
         "quarantined": spool.quarantine_count if spool is not None else 0,
-        "kernel_drops": sum(count for _, count in service._udp_drops()),
+        "kernel_drops": sum((drops if drops is not None else dict(service._udp_drops())).values()),
         "overload_dropped": sum(s.shed for s in sources),
         "refused": sum(s.denied for s in sources),
         "spool_overflow_dropped": service.overflow_dropped,
@@ -145,7 +116,7 @@ def status(service: Service) -> dict[str, Any]:
         "samples_allowed": service.inventory.samples if service.inventory is not None else False,
         "ready": {"ok": ready, "reason": why},
         "delivery": {"state": host.delivery_state, "since": iso(since) if since else None, "reason": reason},
-        "totals": totals(service),
+        "totals": totals(service, drops),
         "history": service.history.as_json(),
         "spool": {
             "depth": spool.records if spool is not None else 0,

@@ -31,11 +31,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drain3.drain import Drain
 
+from parsers.rules.draft import draft_rule
 from parsers.syslog import Message
+
+if TYPE_CHECKING:
+    from .config import UnmatchedConfig
 
 MINE_CHARS = 1024  # characters of a message's text the miner sees
 SAMPLE_CHARS = 1024  # characters kept of a sample line
@@ -87,6 +91,19 @@ class Shape:
             "samples": list(self.samples),
         }
 
+    def draft(self, samples: bool = True) -> str:
+        """A rule file drafted for this shape (`parsers.rules.draft`); without `samples`, from
+        its template alone."""
+        return draft_rule(
+            shape_id=self.id,
+            kind=self.kind,
+            key=self.key,
+            template=self.template,
+            samples=self.samples if samples else (),
+            count=self.count,
+            hosts=self.hosts,
+        )
+
 
 @dataclass
 class _Group:
@@ -130,6 +147,17 @@ class Inventory:
         self._second = 0
         self._mined = 0
         self.changed = False  # since the last save
+
+    @classmethod
+    def from_settings(cls, settings: UnmatchedConfig) -> Inventory:
+        """An inventory with the configuration's bounds (`unmatched:`)."""
+        return cls(
+            samples=settings.samples,
+            max_shapes=settings.max_shapes,
+            max_samples=settings.max_samples,
+            max_hosts=settings.max_hosts,
+            mine_per_second=settings.mine_per_second,
+        )
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -216,16 +244,26 @@ class Inventory:
             self.changed = True
         return gone
 
-    def as_json(self, limit: int | None = None) -> dict[str, Any]:
-        """The inventory for `nwsyslog unmatched` and the status page (most frequent first)."""
+    def as_json(self, limit: int | None = None, *, drafts: bool = False) -> dict[str, Any]:
+        """The inventory for `nwsyslog unmatched` and the status page (most frequent first);
+        with `drafts`, each shape with its drafted rule (and `samples` null when the site keeps
+        none)."""
         shapes = self.shapes()
+        shown = []
+        for shape in shapes if limit is None else shapes[:limit]:
+            data = shape.as_json()
+            if drafts:
+                data["draft"] = shape.draft(self.samples)
+                if not self.samples:
+                    data["samples"] = None
+            shown.append(data)
         return {
             "total": self.total,
             "unshaped": self.unshaped,
             "over_budget": self.over_budget,
             "shapes_total": len(shapes),
             "samples_allowed": self.samples,
-            "shapes": [s.as_json() for s in (shapes if limit is None else shapes[:limit])],
+            "shapes": shown,
         }
 
     # --- persistence ------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def run_import(
     defaults = RecordDefaults.from_mapping(config.records.as_mapping())
     spool_path = config.spool.path or default_spool_path()
     spool = None if options.dry_run else Spool(spool_path, **spool_options(config))
-    inventory = Inventory(samples=config.unmatched.samples, mine_per_second=config.unmatched.mine_per_second)
+    inventory = Inventory.from_settings(config.unmatched)
     importer = Importer(
         ruleset,
         encoder,
@@ -137,21 +137,11 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
 def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO) -> None:
     """--direct: a delivery process sends what is spooled; returns when the spool is empty (or
     raises StartupError when delivery halts: the records stay spooled)."""
-    from ..deliverer import DeliveryProcess, DeliverySettings
+    from ..deliverer import DeliveryProcess
     from ..errors import StartupError
-    from ..logs import current_settings
-    from ..service import spool_options
+    from ..service import delivery_settings
 
-    level, log_format = current_settings()
-    settings = DeliverySettings(
-        spool_path=spool_path,
-        spool_options=spool_options(config),
-        netwrix=config.netwrix,
-        batching=config.batching,
-        shutdown_timeout=config.shutdown_timeout,
-        log_level=level,
-        log_format=log_format,
-    )
+    settings = delivery_settings(config, spool_path, config.netwrix)
 
     async def deliver() -> None:
         process = DeliveryProcess(settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from os.path import commonprefix
 
 from ..syslog import parse_syslog
 
@@ -54,25 +55,15 @@ class Group:
     suffix: str  # and after it (",", ")")
 
 
-def _common_prefix(values: Sequence[str]) -> str:
-    if not values:
-        return ""
-    first, last = min(values), max(values)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
 def _affixes(values: Sequence[str]) -> tuple[str, str]:
     """The literal prefix (up to its last punctuation) and suffix (from its first) that every
     value shares, leaving at least one character of value between them."""
     if len(values) < 2:
         return "", ""
-    prefix = _common_prefix(values)
+    prefix = commonprefix(list(values))  # noqa: RUF071 (character by character is meant)
     cut = max((i for i, c in enumerate(prefix) if c in _OPENERS), default=-1)
     prefix = prefix[: cut + 1]
-    suffix = _common_prefix([v[::-1] for v in values])[::-1]
+    suffix = commonprefix([v[::-1] for v in values])[::-1]  # noqa: RUF071
     cut = min((i for i, c in enumerate(suffix) if c in _CLOSERS), default=len(suffix))
     suffix = suffix[cut:]
     if any(len(v) <= len(prefix) + len(suffix) for v in values):

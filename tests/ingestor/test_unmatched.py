@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.unmatched import Inventory, format_listing, inventory_path, mine
-from parsers.rules.draft import draft_rule
 from parsers.rules.loader import load_packs, load_ruleset
 from parsers.rules.testing import ExplainOptions, Report, check_examples, explain
 from parsers.syslog import parse_syslog
@@ -148,11 +147,7 @@ def fill(draft: str) -> str:
 
 
 def drafted(tmp_path: Path, inventory: Inventory) -> Path:
-    shape = inventory.shapes()[0]
-    text = draft_rule(
-        shape_id=shape.id, kind=shape.kind, key=shape.key, template=shape.template, samples=shape.samples,
-        count=shape.count, hosts=shape.hosts,
-    )  # fmt: skip
+    text = inventory.shapes()[0].draft()
     folder = tmp_path / "drafts"
     folder.mkdir(exist_ok=True)
     path = folder / "draft.yaml"
@@ -219,10 +214,7 @@ def test_any_drafted_rule_once_filled_loads_passes_its_examples_and_maps_its_sam
         for shape in inventory.shapes():
             folder = Path(tmp) / shape.id
             folder.mkdir()
-            text = draft_rule(
-                shape_id=shape.id, kind=shape.kind, key=shape.key, template=shape.template,
-                samples=shape.samples, count=shape.count, hosts=shape.hosts,
-            )  # fmt: skip
+            text = shape.draft()
             (folder / "draft.yaml").write_text(fill(text))
             ruleset = load_ruleset([folder], builtin=False)
             report = Report()
