@@ -24,7 +24,7 @@ from ingestor.netwrix.client import NetwrixClient
 from ingestor.netwrix.config import BatchConfig, NetwrixConfig, RetryConfig
 from ingestor.trouble import Trouble, duration
 from tests.conftest import EmulatorFactory, make_record
-from tests.ingestor.test_service import SUDO, config, running, send, until
+from tests.ingestor.test_service import SUDO, config, running, send, until, wrong_password
 
 
 def delivery_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -101,8 +101,7 @@ def test_trouble_that_begins_again_within_the_minute_is_counted_not_announced() 
 def test_a_halt_says_since_when_in_the_state_and_readyz(tmp_path: Path) -> None:
     async def scenario() -> None:
         with EmulatorServer.running(EmulatorSettings(user=("writer", "right"))) as emulator:
-            cfg = config(tmp_path, emulator.base_url, netwrix={"url": emulator.base_url,
-                         "auth": {"method": "basic", "username": "writer", "password": "wrong"}})  # fmt: skip
+            cfg = wrong_password(tmp_path, emulator)
             async with running(cfg) as service, httpx.AsyncClient() as http:
                 before = time.time()
                 await send(service, [SUDO % i for i in range(3)])

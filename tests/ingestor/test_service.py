@@ -121,11 +121,16 @@ def test_metrics_health_and_delivery(tmp_path: Path) -> None:
     run(scenario())
 
 
+def wrong_password(tmp_path: Path, emulator: EmulatorServer) -> ServiceConfig:
+    """A service writing to `emulator` (which wants writer:right) with a wrong password: it halts."""
+    auth = {"method": "basic", "username": "writer", "password": "wrong"}
+    return config(tmp_path, emulator.base_url, netwrix={"url": emulator.base_url, "auth": auth})
+
+
 def test_a_halted_delivery_keeps_records_and_is_not_ready(tmp_path: Path) -> None:
     async def scenario() -> None:
         with EmulatorServer.running(EmulatorSettings(user=("writer", "right"))) as emulator:
-            cfg = config(tmp_path, emulator.base_url, netwrix={"url": emulator.base_url,
-                         "auth": {"method": "basic", "username": "writer", "password": "wrong"}})  # fmt: skip
+            cfg = wrong_password(tmp_path, emulator)
             async with running(cfg) as service, httpx.AsyncClient() as http:
                 await send(service, [SUDO % i for i in range(20)])
                 await until(lambda: service.halted is not None)

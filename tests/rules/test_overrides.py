@@ -14,22 +14,9 @@ from click.testing import CliRunner
 
 from ingestor.cli import main
 from parsers.rules.loader import builtin_dir, load_packs
+from tests.rules.test_packs import OVERRIDE
 
 ROOT = Path(__file__).resolve().parents[2]
-
-OVERRIDE = """\
-pack: site
-rules:
-  - id: linux.sshd.accepted
-    description: Our SSH logons are 'Remote access'
-    match:
-      program: sshd
-      regex: 'Accepted (?P<method>\\S+) for (?P<user>\\S+) from (?P<rhost>\\S+)'
-    record: {Action: Successful Logon, ObjectType: Remote access, Who: "{user}", What: sshd}
-    examples:
-      - line: "Mar  1 00:00:00 h sshd[1]: Accepted password for alice from 192.0.2.1 port 22 ssh2"
-        record: {ObjectType: Remote access, Who: alice}
-"""
 
 
 def builtin_source(rule_id: str) -> str:
