@@ -92,6 +92,10 @@ class Message:
     # The timestamp carried its own year (RFC 3339, RFC 5424, "Mar 01 2026 ..."): `default_year`
     # did not apply to it. False without a timestamp.
     year_given: bool = False
+    # Cisco's mark before the time: "*" (the clock is not authoritative: never set, or not in
+    # sync; the 1993 "*Mar  1" of a device that booted without one) or "." (set, but NTP has
+    # lost sync); None without one.
+    clock_mark: str | None = None
 
     @property
     def host(self) -> str:
@@ -217,7 +221,7 @@ _FAST_LINUX_NOTIME = re.compile(
 # Cisco IOS's own shape, "seq: [host: ][*.]Mmm dd [yyyy] hh:mm:ss[.fff][ TZ]: %FAC-SEV-MNEMONIC: ...",
 # the mnemonic read by a lookahead (the text starts at the "%"), all fields in one `groups()`.
 _FAST_CISCO = re.compile(
-    r"(?P<seq>\d+): (?:(?!\d+: )(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?): )?[*.]?"
+    r"(?P<seq>\d+): (?:(?!\d+: )(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?): )?(?P<mark>[*.])?"
     r"(?P<stamp>(?P<mon>[A-Za-z]{3}) {1,2}(?P<d>\d{1,2})(?: (?P<y>\d{4}))? (?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2}))"
     r"(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Za-z]{2,6}))?: "
     r"(?:(?=%(?P<mn>" + MNEMONIC_PATTERN + r")(?::|\s|$)))?"
@@ -505,7 +509,7 @@ def _cached_bsd_time(
 def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
     # Cisco's shape starts with its sequence number: other lines need not try it.
     if fast and line[:1].isdigit() and (m := _FAST_CISCO.match(line)) is not None:
-        seq, host, stamp, mon, d, year, h, mi, s, frac, zone_text, mnemonic = m.groups()
+        seq, host, mark, stamp, mon, d, year, h, mi, s, frac, zone_text, mnemonic = m.groups()
         if year is None:  # the usual IOS stamp: its year decided once per stamp and hour
             when = _cached_bsd_time(msg, tz, stamp, m, frac, zone_text)
         else:
@@ -514,6 +518,7 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             msg.timestamp = when
             msg.sequence = int(seq)
             msg.hostname = host
+            msg.clock_mark = mark
             end = m.end()
             if line.startswith("%", end):
                 text = msg.text = line[end:]
@@ -626,6 +631,7 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
                 # A relay's header and the device's own: the device's (the later one) wins.
                 msg.timestamp = when
                 msg.year_given = not bsd or bool(m["y1"] or m["y2"])
+                msg.clock_mark = m["mark"]
                 cisco_style = bool(m["colon"] or m["mark"])
                 pos = m.end()
                 continue

@@ -80,6 +80,8 @@ def header_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if message.timestamp is not None:
         out["time"] = message.timestamp.isoformat()
+        if message.clock_mark:
+            out["clock"] = message.clock_mark  # Cisco's "*" (not authoritative) or "." (NTP lost)
     for name in ("hostname", "location", "program", "pid", "msgid", "mnemonic", "family", "sequence"):
         value = getattr(message, name)
         if value:

@@ -47,6 +47,7 @@ def test_explain_prints_one_object_per_non_blank_line_with_rule_and_netwrix_fiel
     }
     assert config["header"] == {
         "time": "2026-03-01T00:01:02.345000+00:00",
+        "clock": "*",  # the device's clock was never set
         "host": "sw01",
         "mnemonic": "SYS-5-CONFIG_I",
         "family": "ios",
