@@ -168,22 +168,42 @@ class Inventory:
             group = self._groups[(kind, key)] = _Group(Drain(depth=DEPTH, sim_th=SIMILARITY, max_children=100))
         return group
 
-    def add(self, message: Message, raw: bytes | str | None = None, at: float | None = None) -> Shape | None:
+    def add(
+        self, message: Message, raw: bytes | str | None = None, at: float | None = None, *, budget: bool = True
+    ) -> Shape | None:
         """Count one unmatched message (`raw`: the line as received, kept as a sample; `at`: when
-        it was seen, default now); returns its shape, or None when the bounds left it in none."""
+        it happened, default now); returns its shape, or None when the bounds left it in none.
+        `budget`: within `mine_per_second` (of this process's clock, whatever `at` says); off
+        for an analysis that wants every line mined (`mine`)."""
         kind, key = kind_of(message)
+        return self.add_parts(kind, key, message.text, message.host, raw, at, budget=budget)
+
+    def add_parts(
+        self,
+        kind: str,
+        key: str,
+        text: str,
+        host: str,
+        raw: bytes | str | None = None,
+        at: float | None = None,
+        *,
+        budget: bool = True,
+    ) -> Shape | None:
+        """`add` for a message already reduced to its kind and key (`kind_of`), text and host
+        (an import's worker process sends these)."""
         self.total += 1
         self.changed = True
-        now = self._clock() if at is None else at
-        if at is None:
-            second = int(now)
+        clock = self._clock() if at is None or budget else 0.0
+        now = clock if at is None else at
+        if budget:
+            second = int(clock)
             if second != self._second:
                 self._second, self._mined = second, 0
             if self._mined >= self.mine_per_second:
                 self.over_budget += 1
                 return None
             self._mined += 1
-        text = message.text[:MINE_CHARS]
+        text = text[:MINE_CHARS]
         group = self._groups.get((kind, key))
         if group is None and len(self._by_id) >= self.max_shapes:
             self.unshaped += 1
@@ -212,7 +232,6 @@ class Inventory:
         shape.count += 1
         shape.first_seen = min(shape.first_seen, now)
         shape.last_seen = max(shape.last_seen, now)
-        host = message.host
         if host and len(shape.hosts) < self.max_hosts and host not in shape.hosts:
             shape.hosts.append(host)
         if raw is not None and len(shape.samples) < self.max_samples:
@@ -377,11 +396,11 @@ def inventory_path(spool_path: Path) -> Path:
 
 def mine(messages: Iterable[tuple[Message, bytes | str]], inventory: Inventory | None = None) -> Inventory:
     """An inventory of `messages` (each with its raw line), e.g. the unmatched lines of a file,
-    each seen at its own time (else when it was read)."""
+    each seen at its own time (else when it was read), every one mined (no budget)."""
     inventory = inventory if inventory is not None else Inventory()
     for message, raw in messages:
         stamp = message.timestamp or message.received_at
-        inventory.add(message, raw, stamp.timestamp())
+        inventory.add(message, raw, stamp.timestamp(), budget=False)
     return inventory
 
 
