@@ -1,12 +1,14 @@
 """`nwsyslog import` speed: records/s from a gzip'ed file into the spool, against the service's
 parse+map rate on the same lines (the issue's target: at least that rate, one core).
 
-    python3 benchmarks/bench_import.py [--lines 200000]
+    python3 benchmarks/bench_import.py [--lines 200000] [--jobs N]
 
 The file is the vendored corpus (`tests/corpus`, real lines of many senders) repeated to
 `--lines` lines, each line's text made unique (so that every record is new to the spool), gzip'ed.
 The import runs as `nwsyslog import` does (`run_import`: the year pass, decompression, parse,
-rules, record writer, fingerprint, spool commits), into a fresh spool in a temporary folder.
+rules, record writer, fingerprint, spool commits), into a fresh spool in a temporary folder:
+once in one process (`--jobs 1`), once with worker processes (`--jobs`, default one per core,
+as `nwsyslog import` runs).
 The service's figure is `Pipeline.handle` over the same lines (with the unmatched inventory, as
 the service runs it), as `bench_rules.py` measures it.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingestor.config import load_service_config  # noqa: E402
 from ingestor.importing.command import ImportOptions, run_import  # noqa: E402
+from ingestor.importing.workers import default_jobs  # noqa: E402
 from ingestor.netwrix.encoding import XmlEncoder  # noqa: E402
 from ingestor.pipeline import Pipeline  # noqa: E402
 from ingestor.unmatched import Inventory  # noqa: E402
@@ -52,12 +55,7 @@ def service_rate(lines: list[bytes]) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lines", type=int, default=200_000)
-    args = parser.parse_args()
-    lines = corpus(args.lines)
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {len(lines):,} lines")
+def import_rate(lines: list[bytes], jobs: int) -> tuple[float, float, int, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         log = folder / "messages.1.gz"
@@ -65,17 +63,29 @@ def main() -> None:
         config_file = folder / "nwsyslog.yaml"
         config_file.write_text(f"listeners: [udp://127.0.0.1:0]\nspool: {{path: {folder / 'spool.db'}}}\n")
         config = load_service_config(config_file)
-        options = ImportOptions(patterns=[str(log)], tz=zone_for("UTC"), progress=False)
+        options = ImportOptions(patterns=[str(log)], tz=zone_for("UTC"), progress=False, jobs=jobs)
         ruleset = load_ruleset()  # (loading the rules is start-up, not import work)
         start = time.perf_counter()
         stats = run_import(config, options, out=io.StringIO(), ruleset=ruleset)
         seconds = time.perf_counter() - start
-    print(f"import from gzip into the spool: {stats.lines / seconds:,.0f} lines/s, "
-          f"{stats.records / seconds:,.0f} records/s ({stats.records:,} records, {stats.unmatched:,} unmatched, "
-          f"{seconds:.1f} s)")  # fmt: skip
+    return stats.lines / seconds, stats.records / seconds, stats.records, stats.unmatched, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--jobs", type=int, default=default_jobs())
+    args = parser.parse_args()
+    lines = corpus(args.lines)
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {len(lines):,} lines")
     rate = service_rate(lines)
-    print(f"service parse+map (Pipeline.handle) on the same lines: {rate:,.0f} lines/s")
-    print(f"import / service: {stats.lines / seconds / rate:.2f}")
+    print(f"service parse+map (Pipeline.handle) on the same lines, one core: {rate:,.0f} lines/s")
+    for jobs in dict.fromkeys((1, args.jobs)):
+        lps, rps, records, unmatched, seconds = import_rate(lines, jobs)
+        label = "one process" if jobs == 1 else f"{jobs} worker processes"
+        print(f"import from gzip into the spool, {label}: {lps:,.0f} lines/s, {rps:,.0f} records/s "
+              f"({records:,} records, {unmatched:,} unmatched, {seconds:.1f} s); "
+              f"import / service: {lps / rate:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

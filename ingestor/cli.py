@@ -798,6 +798,12 @@ def _service_inventory(config: ServiceConfig, url: str | None) -> dict[str, Any]
 @click.option("--dry-run", is_flag=True, help="Write nothing; print what would be imported.")
 @click.option("--direct", is_flag=True, help="Deliver the spooled records too (only when no service runs).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are off when stderr is not a terminal).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes parsing and mapping lines (default: one per core; 1: none, this process does it).",
+)
 def import_command(
     config_path: Path | None,
     files: tuple[str, ...],
@@ -809,6 +815,7 @@ def import_command(
     dry_run: bool,
     direct: bool,
     no_progress: bool,
+    jobs: int | None,
 ) -> None:
     """Import existing log files (globs; - for stdin; .gz, .bz2, .xz read as they are) into the
     spool with the configuration's rules, resumable and without duplicates.
@@ -824,6 +831,7 @@ def import_command(
     from parsers.syslog import zone_for
 
     from .importing.command import ImportOptions, run_import
+    from .importing.workers import default_jobs
 
     config = _config_or_exit(config_path)
 
@@ -850,6 +858,7 @@ def import_command(
         dry_run=dry_run,
         direct=direct,
         progress=not no_progress and sys.stderr.isatty(),
+        jobs=jobs if jobs is not None else default_jobs(),
     )
     if dry_run and direct:
         raise click.UsageError("--dry-run writes nothing for --direct to deliver")

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TextIO
 
@@ -29,10 +29,13 @@ from ..netwrix.encoding import encoder_for
 from ..netwrix.records import RecordDefaults
 from ..spool import Spool
 from ..unmatched import Inventory, format_listing
-from .files import SourceFile, dated_lines, expand, open_lines, years
+from .files import SourceFile, dated_lines, expand, open_lines
 from .importer import Importer, ImportStats, Period, file_identity
 
 DIRECT_POLL = 0.5  # seconds between looks at the spool while --direct delivers
+# tqdm's monitor thread (it only retunes how often a stalled bar redraws) would make this
+# process multi-threaded, and an import after it could not fork its workers.
+tqdm.monitor_interval = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ImportOptions:
     dry_run: bool = False
     direct: bool = False
     progress: bool = True
+    jobs: int = 1  # worker processes mapping lines (1: this process does it)
 
 
 def run_import(
@@ -74,6 +78,7 @@ def run_import(
         host=options.host,
         period=Period(options.since, options.until),
         inventory=inventory,
+        jobs=options.jobs,
     )
     started = time.monotonic()
     try:
@@ -85,12 +90,14 @@ def run_import(
                 src.discard()
             overall.update(1)
         overall.close()
+        importer.close()
         if spool is not None and options.direct:
             _deliver(config, spool, spool_path, out)
     finally:
+        importer.close()
         if spool is not None:
             spool.close()
-    _summary(importer.stats, inventory, time.monotonic() - started, options, out)
+    _summary(importer.stats, inventory, time.monotonic() - started, options, out, importer.jobs_used)
     return importer.stats
 
 
@@ -106,7 +113,7 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
         return
     if start:
         print(f"{src.name}: continuing at byte {start:,} of its text", file=out)
-    guess = years(src, tz=options.tz, year=options.year)
+    guess = importer.years(src, tz=options.tz, year=options.year)
     stats = importer.stats
     before = stats.lines, stats.records, stats.written
     total = src.size if src.compression is None else None
@@ -122,14 +129,19 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
 
     try:
         importer.import_lines(
-            dated_lines(src, guess, start), file_id=file_id, name=src.name, size=src.size, on_batch=on_batch
+            dated_lines(src, guess, start),
+            file_id=file_id,
+            name=src.name,
+            size=src.size,
+            on_batch=on_batch,
+            received_at=datetime.fromtimestamp(src.mtime, UTC),
+            start=start,
         )
     finally:
         bar.close()
     lines, records, written = (stats.lines - before[0], stats.records - before[1], stats.written - before[2])
-    years_seen = f"{guess.first}" if not guess.boundaries else f"{guess.first}-{guess.last}"
     print(
-        f"{src.name}: {lines:,} lines, {records:,} records ({written:,} new), years {years_seen}",
+        f"{src.name}: {lines:,} lines, {records:,} records ({written:,} new), years {guess.describe()}",
         file=out,
     )
 
@@ -165,11 +177,14 @@ def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO)
     print("delivered: the spool is empty", file=out)
 
 
-def _summary(stats: ImportStats, inventory: Inventory, seconds: float, options: ImportOptions, out: TextIO) -> None:
+def _summary(
+    stats: ImportStats, inventory: Inventory, seconds: float, options: ImportOptions, out: TextIO, jobs: int
+) -> None:
     rate = stats.lines / seconds if seconds > 0 else 0.0
+    workers = f", {jobs} worker processes" if jobs > 1 else ""
     verb = "would be written" if options.dry_run else "written"
     print(
-        f"\n{stats.lines:,} lines in {seconds:.1f} s ({rate:,.0f} lines/s): {stats.records:,} records "
+        f"\n{stats.lines:,} lines in {seconds:.1f} s ({rate:,.0f} lines/s{workers}): {stats.records:,} records "
         f"({stats.written:,} new, {verb}; {stats.records - stats.written:,} imported before), "
         f"{stats.unmatched:,} unmatched, {stats.dropped:,} dropped by rules, {stats.outside:,} outside the period, "
         f"{stats.render_errors:,} render errors",
@@ -182,3 +197,10 @@ def _summary(stats: ImportStats, inventory: Inventory, seconds: float, options: 
     if len(inventory):
         print("\nunmatched shapes (as `nwsyslog unmatched --from FILE` groups them, with --draft ID):", file=out)
         print(format_listing(inventory.as_json(), samples=False, limit=10), file=out)
+    if inventory.over_budget:
+        print(
+            f"({inventory.over_budget:,} unmatched lines were counted but not put in a shape: more than "
+            f"unmatched.mine_per_second ({inventory.mine_per_second:,}) a second; "
+            "`nwsyslog parse --summary FILE` shapes every line)",
+            file=out,
+        )

@@ -31,7 +31,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -236,48 +236,84 @@ def open_lines(src: SourceFile, start: int = 0, *, stats: LineStats | None = Non
                 left = start
                 while left > 0 and (chunk := f.read(min(left, BUFFER))):
                     left -= len(chunk)
-        readline = f.readline
+        # Blocks split into lines (a readline() call per line costs more than the split); a
+        # line running across blocks is carried over, at most MAX_LINE + 1 bytes of it kept.
+        read = f.read
         offset = start
-        while raw := readline(MAX_LINE + 1):
-            n = len(raw)
-            if raw[-1] == 10:  # b"\n"
-                line = raw[:-1]
-            elif n > MAX_LINE:  # cut: skip to the end of the line
-                line = raw[:MAX_LINE]
-                while more := readline(BUFFER):
-                    n += len(more)
-                    if more[-1] == 10:
-                        break
-                stats.cut += 1
-            else:
-                line = raw
-            stats.lines += 1
-            yield offset, line
-            offset += n
+        carry, carried = b"", 0  # the unfinished line's first bytes, and its whole length so far
+        cut = count = 0
+        try:
+            while block := read(BUFFER):
+                parts = block.split(b"\n")
+                tail = parts.pop()
+                for part in parts:
+                    if carried:
+                        n = carried + len(part)
+                        line = (carry + part)[: MAX_LINE + 1]
+                        carry, carried = b"", 0
+                    else:
+                        n = len(part)
+                        line = part
+                    if n > MAX_LINE:
+                        line = line[:MAX_LINE]
+                        cut += 1
+                    count += 1
+                    yield offset, line
+                    offset += n + 1
+                if tail:
+                    if len(carry) <= MAX_LINE:
+                        carry = (carry + tail)[: MAX_LINE + 1]
+                    carried += len(tail)
+            if carried:  # a last line without a newline
+                count += 1
+                if carried > MAX_LINE:
+                    cut += 1
+                yield offset, carry[:MAX_LINE]
+        finally:
+            stats.lines += count
+            stats.cut += cut
 
 
 @dataclass(frozen=True, slots=True)
 class YearGuess:
     """The year of each yearless line of a file: `first` up to the first boundary, one more
     from each boundary (the offset of the line that starts a new year) on. `given`: the
-    caller's `--year`, for every line."""
+    caller's `--year`, for every line. `unordered`: the file's lines are not in time order
+    (more than `MAX_BOUNDARIES` boundaries: files concatenated, a relay's senders with wrong
+    clocks), so no boundary means anything; each line is then dated on its own, in the latest
+    year that puts it at most a week after the file's mtime (`year_at` is None: the parser's
+    own rule, with the mtime as the receive time)."""
 
     first: int
     boundaries: tuple[int, ...] = ()
     given: bool = False
+    unordered: bool = False
 
     @property
     def last(self) -> int:
         return self.first + len(self.boundaries)
 
-    def year_at(self, offset: int) -> int:
-        """The year to give `parse_syslog` for the line at `offset` (stamps with a year keep theirs)."""
+    def year_at(self, offset: int) -> int | None:
+        """The year to give `parse_syslog` for the line at `offset` (stamps with a year keep
+        theirs); None for an unordered file."""
+        if self.unordered:
+            return None
         return self.first + bisect.bisect_right(self.boundaries, offset)
+
+    def describe(self) -> str:
+        """The years, as the import's report gives them."""
+        if self.unordered:
+            return "each line's own (lines out of time order)"
+        return f"{self.first}" if not self.boundaries else f"{self.first}-{self.last}"
 
 
 # A month going down by at most this much is lines out of order (a relay's, across a month's
 # end: "Apr  1 00:00:01" then "Mar 31 23:59:59"), not a new year.
 REORDER_SLACK = timedelta(days=1)
+# More year boundaries than this in one file: its lines are not in time order (a real file
+# crossing five New Years without a year in its stamps is not plausible; a concatenation or a
+# relay's mixed senders is).
+MAX_BOUNDARIES = 4
 # The last line may be this much after the file's mtime (a sender's clock a little ahead).
 CLOCK_SLACK = timedelta(days=1)
 _PROBE_YEAR = 2000  # a leap year: every month/day parses
@@ -293,33 +329,49 @@ _QUICK_STAMP = re.compile(
 # A second time in the header (a relay's stamp, then the device's own, which the parser takes):
 # such lines are parsed.
 _ANOTHER_TIME = re.compile(rb"\d:\d\d:\d\d")
+# A stamp with its own year first (RFC 5424, rsyslog's RFC 3339): unless another time follows,
+# the line counts for nothing, and is not parsed.
+_ISO_START = re.compile(rb"(?:<\d{1,3}>)?(?:\d{1,2} )?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
+# Any time at all (every stamp the parser reads has "h:mm:ss"): a line whose first HEADER_SPAN
+# bytes have none has no timestamp, and is not parsed either.
+_ANY_TIME = re.compile(rb"\d:\d\d:\d\d")
+HEADER_SPAN = 200
 _MONTH_NUMBER = {name: i for i, name in enumerate(
     (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"), 1
 )}  # fmt: skip
 
 
-def years(
-    src: SourceFile, lines: Iterable[tuple[int, bytes]] | None = None, *, tz: tzinfo, year: int | None = None
-) -> YearGuess:
-    """The first pass: the year of each yearless line of `src` (`lines`: its `open_lines`,
-    read here when not given). With `year` (`--year`) every line gets it, and nothing is read.
-    Otherwise backwards from the mtime: the last yearless line is in the mtime's year in `tz`
-    (the year before when its month/day is later than the mtime's), and every time the month
-    goes down from one yearless line to the next (by more than `REORDER_SLACK`), a new year
-    starts. Lines whose stamp has its own year, or no stamp, count for nothing."""
-    if year is not None:
-        return YearGuess(year, (), True)
-    mtime = datetime.fromtimestamp(src.mtime, tz)
-    if lines is None:
-        lines = open_lines(src)
+@dataclass(frozen=True, slots=True)
+class Stamps:
+    """The year pass over some consecutive lines (`stamps`): the first yearless stamp (its
+    line's offset, month, and position in a leap year in seconds), the last (month, day,
+    position), and the boundaries between them. `combine` joins these in file order."""
+
+    first: tuple[int, int, float] | None = None
+    last: tuple[int, int, float] | None = None
+    boundaries: tuple[int, ...] = ()
+
+
+def stamps(lines: Iterable[tuple[int, bytes]], *, tz: tzinfo, received: datetime) -> Stamps:
+    """The yearless stamps of `lines` (offset, line) as `years` counts them: every time the
+    month goes down from one to the next by more than `REORDER_SLACK`, a boundary. Lines whose
+    stamp has its own year, or no stamp, or a Cisco "*" before it, count for nothing."""
     boundaries: list[int] = []
     slack = REORDER_SLACK.total_seconds()
     prev_month, prev_pos = 0, 0.0
-    last: tuple[int, int] | None = None
-    quick, another = _QUICK_STAMP.match, _ANOTHER_TIME.search
+    first: tuple[int, int, float] | None = None
+    last_day = 0
+    quick, another, iso, any_time = _QUICK_STAMP.match, _ANOTHER_TIME.search, _ISO_START.match, _ANY_TIME.search
     for offset, line in lines:
         m = quick(line)
-        if m is not None and another(line, m.end(), m.end() + 120) is None:
+        if m is None:
+            i = iso(line)
+            if i is not None:
+                if another(line, i.end(), i.end() + 120) is None:
+                    continue  # its own year
+            elif any_time(line, 0, HEADER_SPAN) is None:
+                continue  # no time
+        elif another(line, m.end(), m.end() + 120) is None:
             # The common "Mmm dd hh:mm:ss host ..." read here: what parse_syslog would give it.
             month, day = _MONTH_NUMBER[m[1]], int(m[2])
             hour, minute, second = int(m[3]), int(m[4]), int(m[5])
@@ -330,24 +382,71 @@ def years(
             if hour > 23 or minute > 59 or second > 59:
                 continue
             pos = ordinal * 86400.0 + hour * 3600 + minute * 60 + second
-            if month < prev_month and prev_pos - pos > slack:
+            if first is None:
+                first = (offset, month, pos)
+            elif month < prev_month and prev_pos - pos > slack:
                 boundaries.append(offset)
-            prev_month, prev_pos = month, pos
-            last = (month, day)
+            prev_month, prev_pos, last_day = month, pos, day
             continue
-        msg = parse_syslog(line, received_at=mtime, tz=tz, year=_PROBE_YEAR)
+        msg = parse_syslog(line, received_at=received, tz=tz, year=_PROBE_YEAR)
         ts = msg.timestamp
-        if ts is None or msg.year_given:
-            continue
+        if ts is None or msg.year_given or msg.clock_mark == "*":
+            continue  # ("*": a clock never set, at 1993's "*Mar  1" amid the real months)
         month = ts.month
         pos = ts.toordinal() * 86400.0 + ts.hour * 3600 + ts.minute * 60 + ts.second
-        if month < prev_month and prev_pos - pos > slack:
+        if first is None:
+            first = (offset, month, pos)
+        elif month < prev_month and prev_pos - pos > slack:
             boundaries.append(offset)
-        prev_month, prev_pos = month, pos
-        last = (month, ts.day)
+        prev_month, prev_pos, last_day = month, pos, ts.day
+    if first is None:
+        return Stamps()
+    return Stamps(first, (prev_month, last_day, prev_pos), tuple(boundaries))
+
+
+def combine(parts: Iterable[Stamps], mtime: datetime) -> YearGuess:
+    """The `YearGuess` of a file from the `Stamps` of its lines, part after part in file order:
+    backwards from the mtime, the last yearless line is in the mtime's year (the year before
+    when its month/day is later than the mtime's date), and each boundary starts a new year.
+    More than `MAX_BOUNDARIES`: the file is `unordered`."""
+    slack = REORDER_SLACK.total_seconds()
+    boundaries: list[int] = []
+    last: tuple[int, int, float] | None = None
+    for part in parts:
+        if part.first is None or part.last is None:
+            continue
+        offset, month, pos = part.first
+        if last is not None and month < last[0] and last[2] - pos > slack:
+            boundaries.append(offset)
+        boundaries.extend(part.boundaries)
+        last = part.last
     if last is None:
         return YearGuess(mtime.year)
-    return YearGuess(_last_year(last, mtime) - len(boundaries), tuple(boundaries))
+    if len(boundaries) > MAX_BOUNDARIES:
+        return YearGuess(mtime.year, unordered=True)
+    return YearGuess(_last_year((last[0], last[1]), mtime) - len(boundaries), tuple(boundaries))
+
+
+def years(
+    src: SourceFile,
+    lines: Iterable[tuple[int, bytes]] | None = None,
+    *,
+    tz: tzinfo,
+    year: int | None = None,
+    parts: Callable[[Iterable[tuple[int, bytes]], tzinfo, datetime], Iterable[Stamps]] | None = None,
+) -> YearGuess:
+    """The first pass: the year of each yearless line of `src` (`lines`: its `open_lines`,
+    read here when not given). With `year` (`--year`) every line gets it, and nothing is read.
+    Otherwise `combine` of the lines' `stamps`, in this process, or by `parts` (lines, tz,
+    mtime -> the `Stamps` of consecutive parts of them, in order: worker processes)."""
+    if year is not None:
+        return YearGuess(year, (), True)
+    mtime = datetime.fromtimestamp(src.mtime, tz)
+    if lines is None:
+        lines = open_lines(src)
+    if parts is None:
+        return combine([stamps(lines, tz=tz, received=mtime)], mtime)
+    return combine(parts(lines, tz, mtime), mtime)
 
 
 def _last_year(month_day: tuple[int, int], mtime: datetime) -> int:
@@ -366,8 +465,13 @@ def _last_year(month_day: tuple[int, int], mtime: datetime) -> int:
 
 def dated_lines(
     src: SourceFile, guess: YearGuess, start: int = 0, *, stats: LineStats | None = None
-) -> Iterator[tuple[int, bytes, int]]:
-    """The second pass: (offset, line, year to give `parse_syslog`) from `start`."""
+) -> Iterator[tuple[int, bytes, int | None]]:
+    """The second pass: (offset, line, year to give `parse_syslog`) from `start` (None for
+    every line of an unordered file)."""
+    if guess.unordered:
+        for offset, line in open_lines(src, start, stats=stats):
+            yield offset, line, None
+        return
     boundaries = guess.boundaries
     i = bisect.bisect_right(boundaries, start)
     year = guess.first + i

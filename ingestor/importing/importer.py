@@ -1,11 +1,12 @@
 """`nwsyslog import`'s core: lines of a log file -> the service's parser and rules -> the spool.
 
-Each line goes through what the listening process does to a message (`parse_syslog`, the rule
-set, the rule's record writer), with the year the caller says for its timestamp when the line
-has none (`ingestor.importing.files` infers it from the file). Every record gets a stable
-fingerprint in the `Import fingerprint` detail: a hash of the file's identity (its first line,
+The lines go in chunks of BATCH_LINES through `mapper.LineMapper` (what the listening process
+does to a message, with the year `ingestor.importing.files` infers for a yearless timestamp),
+in this process or in worker processes (`workers.MapPool`), and come back in file order to be
+counted, mined for the unmatched inventory and committed here. Every record gets a stable
+fingerprint in the `Import fingerprint` detail: the file's identity (a hash of its first line,
 which stays the same through rotation, renaming and compression), the line's offset in the
-file's text, and the line itself. Records go to the spool with the file's progress in one
+file's text, and a hash of the line itself. Records go to the spool with the file's progress in one
 transaction (`Spool.import_commit`) every BATCH_LINES lines: an interrupted import continues
 where it stopped, and a fingerprint the spool has seen is never written again, so importing a
 file twice adds nothing.
@@ -13,34 +14,24 @@ file twice adds nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from parsers.rules.engine import Rule, RuleSet
-from parsers.syslog import parse_syslog
+from parsers.rules.engine import RuleSet
 
-from ..errors import RenderError
 from ..netwrix.encoding import Encoder
 from ..netwrix.records import RecordDefaults
-from ..record_writer import Writer, writer_for
 from ..spool import Spool
 from ..unmatched import Inventory
+from .files import SourceFile, YearGuess, years
+from .mapper import FINGERPRINT, Chunk, LineMapper, Mapped, Period, file_identity, fingerprint
+from .workers import MapPool
 
-FINGERPRINT = "Import fingerprint"  # the DetailList property every imported record carries
+__all__ = ["BATCH_LINES", "FINGERPRINT", "ImportStats", "Importer", "Period", "file_identity", "fingerprint"]
+
 BATCH_LINES = 2000  # lines between commits (the most an interruption makes a resumed import re-read)
-
-
-def file_identity(first_line: bytes) -> bytes:
-    """A file's identity across rotation and compression: a hash of its first line."""
-    return hashlib.sha256(b"nwsyslog-import\0" + first_line).digest()[:16]
-
-
-def fingerprint(file_id: bytes, offset: int, line: bytes) -> bytes:
-    """One line's fingerprint: its file's identity, its offset in the file's text, and its bytes."""
-    return hashlib.sha256(file_id + offset.to_bytes(8, "big") + line).digest()[:16]
 
 
 @dataclass
@@ -57,22 +48,10 @@ class ImportStats:
     by_pack_action: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-@dataclass
-class Period:
-    """--since/--until: lines whose time is outside are skipped (a line without a time is kept)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def holds(self, when: datetime | None) -> bool:
-        """Whether a line of this time is imported."""
-        if when is None:
-            return True
-        return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
-
-
 class Importer:
-    """Imports the lines of one file after another; `spool` None is a dry run (nothing written)."""
+    """Imports the lines of one file after another; `spool` None is a dry run (nothing written).
+    With `jobs` > 1 the lines are mapped by that many worker processes (`MapPool`), when this
+    process can fork them (`jobs_used` says how many it has); `close()` stops them."""
 
     def __init__(
         self,
@@ -86,18 +65,31 @@ class Importer:
         period: Period | None = None,
         inventory: Inventory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jobs: int = 1,
     ) -> None:
-        self.ruleset = ruleset
-        self.encoder = encoder
-        self.defaults = defaults
+        self.mapper = LineMapper(ruleset, encoder, defaults, tz=tz, host=host, period=period)
         self.spool = spool
-        self.tz = tz
-        self.host = host
-        self.period = period or Period()
         self.inventory = inventory
         self.stats = ImportStats()
         self._clock = clock
-        self._writers: dict[Rule, Writer] = {}
+        self._pool = MapPool(self.mapper, jobs) if jobs > 1 and MapPool.usable() else None
+        self.jobs_used = self._pool.jobs if self._pool is not None else 1
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Importer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def years(self, src: SourceFile, *, tz: tzinfo, year: int | None = None) -> YearGuess:
+        """The year pass over `src` (`files.years`), by the workers when there are some."""
+        return years(src, tz=tz, year=year, parts=self._pool.stamps if self._pool is not None else None)
 
     def resume_at(self, file_id: bytes) -> tuple[int, bool]:
         """Where an earlier import of this file stopped: (offset, finished)."""
@@ -113,65 +105,40 @@ class Importer:
         name: str,
         size: int,
         on_batch: Callable[[int], None] | None = None,
+        received_at: datetime | None = None,
+        start: int = 0,
     ) -> None:
         """Import `lines` ((offset, line, year for a yearless timestamp or None), in file order)
         of the file `file_id`; the file's progress is committed with each batch (`on_batch`
-        gets the offset reached), and it is marked done at the end."""
-        batch: list[tuple[bytes, bytes]] = []
-        reached = 0
-        received = self._clock()
-        stats = self.stats
-        for offset, line, year in lines:
-            stats.lines += 1
-            reached = offset + len(line) + 1
-            self._one(line, offset, file_id, year, received, batch)
-            if stats.lines % BATCH_LINES == 0:
-                self._commit(batch, file_id, name, size, reached, False)
-                batch = []
-                if on_batch is not None:
-                    on_batch(reached)
-        self._commit(batch, file_id, name, size, reached, True)
-        if on_batch is not None:
-            on_batch(reached)
+        gets the offset reached), and it is marked done at the end. `received_at`: when the
+        lines were written (the file's mtime), for a line without a time and the year of a
+        yearless line given None; default now. `start`: where `lines` start (a resumed import)."""
+        received = received_at if received_at is not None else self._clock()
+        chunks = _chunks(lines, file_id, received)
+        results = self._pool.map(chunks) if self._pool is not None else map(self.mapper.map, chunks)
+        reached = start
+        for mapped in results:
+            self._count(mapped)
+            reached = max(reached, mapped.end)
+            self._commit(mapped.records, file_id, name, size, reached, False)
+            if on_batch is not None:
+                on_batch(reached)
+        self._commit([], file_id, name, size, reached, True)
 
-    def _one(
-        self,
-        line: bytes,
-        offset: int,
-        file_id: bytes,
-        year: int | None,
-        received: datetime,
-        batch: list[tuple[bytes, bytes]],
-    ) -> None:
+    def _count(self, mapped: Mapped) -> None:
         stats = self.stats
-        message = parse_syslog(line, source=self.host, received_at=received, tz=self.tz, year=year)
-        if not self.period.holds(message.timestamp):
-            stats.outside += 1
-            return
-        match = self.ruleset.match(message)
-        if match is None:
-            stats.unmatched += 1
-            if self.inventory is not None:
-                stamp = message.timestamp or received
-                self.inventory.add(message, line, stamp.timestamp())
-            return
-        rule = match.rule
-        write = self._writers.get(rule)
-        if write is None:
-            write = self._writers[rule] = writer_for(rule, self.encoder, self.defaults)
-        try:
-            fragment = write(match)
-        except RenderError:
-            stats.render_errors += 1
-            return
-        if fragment is None:
-            stats.dropped += 1
-            return
-        stats.records += 1
-        action = rule.fixed_action.value if rule.fixed_action is not None else "(varies)"
-        stats.by_pack_action[(rule.pack, action)] += 1
-        mark = fingerprint(file_id, offset, line)
-        batch.append((mark, self.encoder.with_detail(fragment, FINGERPRINT, mark.hex())))
+        stats.lines += mapped.lines
+        stats.records += len(mapped.records)
+        stats.unmatched += len(mapped.unmatched)
+        stats.dropped += mapped.dropped
+        stats.outside += mapped.outside
+        stats.render_errors += mapped.render_errors
+        stats.by_pack_action.update(mapped.by_pack_action)
+        inventory = self.inventory
+        if inventory is not None:
+            add = inventory.add_parts
+            for u in mapped.unmatched:
+                add(u.kind, u.key, u.text, u.host, u.raw, u.at)
 
     def _commit(
         self, batch: list[tuple[bytes, bytes]], file_id: bytes, name: str, size: int, position: int, done: bool
@@ -182,3 +149,16 @@ class Importer:
         self.stats.written += self.spool.import_commit(
             batch, file_id=file_id, path=name, size=size, position=position, done=done
         )
+
+
+def _chunks(lines: Iterable[tuple[int, bytes, int | None]], file_id: bytes, received: datetime) -> Iterator[Chunk]:
+    batch: list[tuple[int, bytes, int | None]] = []
+    for item in lines:
+        batch.append(item)
+        if len(batch) == BATCH_LINES:
+            offset, line, _ = item
+            yield Chunk(file_id, received, batch, offset + len(line) + 1)
+            batch = []
+    if batch:
+        offset, line, _ = batch[-1]
+        yield Chunk(file_id, received, batch, offset + len(line) + 1)

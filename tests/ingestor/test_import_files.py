@@ -3,6 +3,7 @@
 import bz2
 import gzip
 import io
+import itertools
 import lzma
 import os
 import re
@@ -202,6 +203,58 @@ def test_lines_a_little_out_of_order_across_a_months_end_are_no_new_year(tmp_pat
     assert years_of(src) == [2026] * 4
 
 
+def test_a_cisco_clock_never_set_is_no_new_year(tmp_path):
+    """A device that booted without a clock writes "*Mar  1" (1993's) amid a relay's real
+    months; its "*" says the time is not authoritative, so those lines mark no boundary."""
+    lines = [
+        b"Jun  3 10:00:00 relay sshd[1]: Accepted password for bob from 192.0.2.1 port 22 ssh2",
+        b"Jun  3 10:00:01 relay 12: *Mar  1 00:01:02.123: %SYS-5-CONFIG_I: Configured from console by vty0",
+        b"Jun  3 10:00:02 relay sshd[1]: Accepted password for bob from 192.0.2.1 port 22 ssh2",
+        b"<189>13: *Mar  1 00:01:05: %SYS-5-CONFIG_I: Configured from console by vty0",
+        b"Jun  3 10:00:03 relay sshd[1]: Accepted password for bob from 192.0.2.1 port 22 ssh2",
+    ]
+    src = expand([str(make(tmp_path / "f", b"\n".join(lines) + b"\n", mtime=datetime(2026, 6, 3, 11, tzinfo=UTC)))])[0]
+    assert parse_syslog(lines[1], year=2000).clock_mark == "*"
+    guess = years(src, tz=UTC)
+    assert (guess.first, guess.boundaries, guess.unordered) == (2026, (), False)
+
+
+def test_a_file_out_of_time_order_dates_each_line_by_the_mtime(tmp_path):
+    """Concatenated logs (or a relay's senders with wrong clocks) go down in month more often
+    than a file can cross New Year: no boundary means anything, and each line takes the latest
+    year that puts it no later than the file's mtime (give or take the parser's week)."""
+    stamps = ["Mar  1 10:00:00", "Feb  1 10:00:00", "Jan  1 10:00:00"] * (files.MAX_BOUNDARIES + 1)
+    stamps.append("Dec  1 10:00:00")
+    src = year_file(tmp_path, stamps, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    guess = years(src, tz=UTC)
+    assert guess.unordered and "out of time order" in guess.describe()
+    assert set(years_of(src)) == {None}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, 40), max_size=8), seed=st.integers(0, 2**32 - 1))
+def test_the_year_pass_in_parts_finds_what_one_pass_finds(tmp_path, cuts, seed):
+    """The workers' year pass: `combine` over the `stamps` of parts cut anywhere (empty ones
+    too) equals one pass over all lines, boundaries at a cut included."""
+    import random
+
+    rng = random.Random(seed)
+    when = datetime(2024, 11, 1, tzinfo=UTC)
+    texts = []
+    for _ in range(40):
+        when += timedelta(days=rng.choice([0, 1, 20, 40]), seconds=rng.randrange(86400))
+        texts.append(when.strftime("%b %e %H:%M:%S") if rng.random() < 0.9 else when.isoformat())
+    src = year_file(tmp_path, texts, when)
+    whole = years(src, tz=UTC)
+
+    def parts(lines, tz, received):
+        items = list(lines)
+        edges = [0, *sorted(cuts), len(items)]
+        return [files.stamps(items[a:b], tz=tz, received=received) for a, b in itertools.pairwise(edges)]
+
+    assert years(src, tz=UTC, parts=parts) == whole
+
+
 def test_a_year_given_overrides_everything(tmp_path):
     src = year_file(tmp_path, ["Dec 31 10:00:00", "Jan  1 10:00:00"], datetime(2026, 1, 2, tzinfo=UTC))
     guess = years(src, tz=UTC, year=2019)
@@ -247,7 +300,10 @@ def test_the_quick_year_pass_agrees_with_parsing_every_line(tmp_path: Path, monk
     mtime = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
     os.utime(log, (mtime, mtime))
     (src,) = files.expand([str(log)])
+    monkeypatch.setattr(files, "MAX_BOUNDARIES", 10**6)  # (this file's order means nothing: compare anyway)
     quick = files.years(src, tz=UTC)
-    monkeypatch.setattr(files, "_QUICK_STAMP", re.compile(rb"(?!)"))
+    for shortcut in ("_QUICK_STAMP", "_ISO_START"):  # (none of the shortcuts: every line parsed)
+        monkeypatch.setattr(files, shortcut, re.compile(rb"(?!)"))
+    monkeypatch.setattr(files, "_ANY_TIME", re.compile(rb""))
     assert files.years(src, tz=UTC) == quick
     assert len(quick.boundaries) > 3  # (the corpus's files are of many years: the test means something)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,3 +70,49 @@ def test_period_host_and_dry_run(tmp_path: Path) -> None:
     run_import(config, wide, out=io.StringIO())
     first = next(r for r in records(tmp_path) if b"/bin/echo 1<" in r)
     assert b"<Where>imported-host</Where>" in first  # the line named no host
+
+
+def test_a_file_out_of_time_order_dates_each_line_by_its_mtime(tmp_path: Path) -> None:
+    """Concatenated logs: the month goes down too often for New Years, so each line is dated on
+    its own, no later than the file's mtime (Mar 7, 2026): March to January in 2026, December
+    in 2025, whatever the order."""
+    config_path, log = setup(tmp_path)
+    months = ["Mar", "Feb", "Jan"] * 6 + ["Dec"]
+    log.write_text("".join(LINES[0].replace("Mar ", f"{m} ").replace("echo 1", f"echo {i}") + "\n"
+                           for i, m in enumerate(months)))  # fmt: skip
+    os.utime(log, (datetime(2026, 3, 7, tzinfo=UTC).timestamp(),) * 2)
+    out = io.StringIO()
+    stats = run_import(load_service_config(config_path), ImportOptions([str(log)], tz=UTC, progress=False), out=out)
+    assert stats.records == len(months) and "out of time order" in out.getvalue()
+    when = {m.group(2): m.group(1) for r in records(tmp_path) if (m := re.search(rb"<When>(\d{4}).*echo (\d+)<", r))}
+    assert when == {str(i).encode(): b"2025" if m == "Dec" else b"2026" for i, m in enumerate(months)}
+
+
+def test_worker_processes_import_exactly_what_one_process_does(tmp_path: Path) -> None:
+    """`--jobs 3` (forked workers mapping chunks) and `--jobs 1` spool the same records in the
+    same order, over files of more chunks than workers."""
+    from ingestor.importing.importer import BATCH_LINES
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    count = BATCH_LINES * 4 + 7
+    lines = [LINES[i % len(LINES)].replace("echo", f"echo {i} ") for i in range(count)]
+    (logs / "auth.log.1.gz").write_bytes(gzip.compress(("\n".join(lines[: count // 2]) + "\n").encode()))
+    (logs / "auth.log").write_text("\n".join(lines[count // 2 :]) + "\n")
+    spooled = {}
+    for jobs in ("1", "3"):
+        folder = tmp_path / jobs
+        folder.mkdir()
+        config = folder / "nwsyslog.yaml"
+        config.write_text(f"listeners: [udp://127.0.0.1:0]\nspool: {{path: {folder / 'spool.db'}}}\ntimezone: UTC\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "ingestor.cli", "import", "--config", str(config), "--no-progress", "--jobs", jobs,
+             "--year", "2026", str(logs / "auth.log*")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert ("3 worker processes" in done.stdout) == (jobs == "3")
+        with Spool(folder / "spool.db", fmt="xml") as spool:
+            spooled[jobs] = [data for _, data in spool.read_after(0, count)]
+    sudo = sum(1 for i in range(count) if "sudo" in LINES[i % len(LINES)])
+    assert len(spooled["1"]) == sudo and spooled["1"] == spooled["3"]
