@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,21 +73,45 @@ def import_rate(lines: list[bytes], jobs: int) -> tuple[float, float, int, int, 
     return stats.lines / seconds, stats.records / seconds, stats.records, stats.unmatched, seconds
 
 
+def measure(args: argparse.Namespace) -> None:
+    """One figure, in this fresh process (as a `nwsyslog import` or the service runs: no heap,
+    caches or threads left by another measurement), printed as JSON."""
+    lines = corpus(args.lines)
+    if args.measure == "service":
+        print(json.dumps({"rate": service_rate(lines)}))
+        return
+    lps, rps, records, unmatched, seconds = import_rate(lines, args.jobs)
+    figures = {"rate": lps, "records_rate": rps, "records": records, "unmatched": unmatched, "seconds": seconds}
+    print(json.dumps(figures))
+
+
+def run(*extra: str, lines: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--lines", str(lines), *extra], check=True, capture_output=True, text=True
+    ).stdout
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=default_jobs())
+    parser.add_argument("--measure", choices=["service", "import"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    lines = corpus(args.lines)
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {len(lines):,} lines")
-    rate = service_rate(lines)
+    if args.measure:
+        measure(args)
+        return
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {args.lines:,} lines "
+          "(each figure from a fresh process)")  # fmt: skip
+    rate = run("--measure", "service", lines=args.lines)["rate"]
     print(f"service parse+map (Pipeline.handle) on the same lines, one core: {rate:,.0f} lines/s")
     for jobs in dict.fromkeys((1, args.jobs)):
-        lps, rps, records, unmatched, seconds = import_rate(lines, jobs)
+        got = run("--measure", "import", "--jobs", str(jobs), lines=args.lines)
         label = "one process" if jobs == 1 else f"{jobs} worker processes"
-        print(f"import from gzip into the spool, {label}: {lps:,.0f} lines/s, {rps:,.0f} records/s "
-              f"({records:,} records, {unmatched:,} unmatched, {seconds:.1f} s); "
-              f"import / service: {lps / rate:.2f}")  # fmt: skip
+        print(f"import from gzip into the spool, {label}: {got['rate']:,.0f} lines/s, {got['records_rate']:,.0f} "
+              f"records/s ({got['records']:,} records, {got['unmatched']:,} unmatched, {got['seconds']:.1f} s); "
+              f"import / service: {got['rate'] / rate:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

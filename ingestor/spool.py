@@ -338,6 +338,13 @@ class Spool:
         row = self._db.execute("SELECT position, done FROM import_files WHERE file_id = ?", (file_id,)).fetchone()
         return (int(row[0]), bool(row[1])) if row is not None else None
 
+    def import_fingerprints_between(self, low: bytes, high: bytes) -> bool:
+        """Whether the spool holds an imported record's fingerprint from `low` to `high`."""
+        row = self._db.execute(
+            "SELECT 1 FROM import_fingerprints WHERE fingerprint >= ? AND fingerprint <= ? LIMIT 1", (low, high)
+        ).fetchone()
+        return row is not None
+
     def import_commit(
         self,
         records: Sequence[tuple[bytes, bytes]],
@@ -347,16 +354,19 @@ class Spool:
         size: int,
         position: int,
         done: bool,
+        unseen: bool = False,
     ) -> int:
         """In one transaction: the `records` ((fingerprint, fragment)) whose fingerprint the
         spool has not seen before, their fingerprints, and the file's progress (`position`,
         `done`). An interrupted import loses nothing and a repeated one adds nothing. Returns
-        how many records were new."""
+        how many records were new. `unseen`: the caller knows none of these fingerprints is
+        spooled (`import_fingerprints_between` found none in their range), and they are not
+        looked up; one that was after all makes the commit fail, not write it twice."""
         db = self._db
         now = time.time()
         with self._transaction():
             seen: set[bytes] = set()
-            for chunk in _chunks([fingerprint for fingerprint, _ in records], 500):
+            for chunk in _chunks([] if unseen else [fingerprint for fingerprint, _ in records], 500):
                 seen.update(
                     row[0]
                     for row in db.execute(

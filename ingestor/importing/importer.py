@@ -26,7 +26,7 @@ from ..netwrix.records import RecordDefaults
 from ..spool import Spool
 from ..unmatched import Inventory
 from .files import SourceFile, YearGuess, years
-from .mapper import FINGERPRINT, Chunk, LineMapper, Mapped, Period, file_identity, fingerprint
+from .mapper import FINGERPRINT, Chunk, LineMapper, Mapped, Period, file_identity, fingerprint, fingerprint_range
 from .workers import MapPool
 
 __all__ = ["BATCH_LINES", "FINGERPRINT", "ImportStats", "Importer", "Period", "file_identity", "fingerprint"]
@@ -114,16 +114,21 @@ class Importer:
         lines were written (the file's mtime), for a line without a time and the year of a
         yearless line given None; default now. `start`: where `lines` start (a resumed import)."""
         received = received_at if received_at is not None else self._clock()
+        # A file's fingerprints sort by offset, and this run writes them in increasing order: when
+        # the spool has none of this file's from `start` on, none of this run's can be there.
+        unseen = self.spool is not None and not self.spool.import_fingerprints_between(
+            *fingerprint_range(file_id, start)
+        )
         chunks = _chunks(lines, file_id, received)
         results = self._pool.map(chunks) if self._pool is not None else map(self.mapper.map, chunks)
         reached = start
         for mapped in results:
             self._count(mapped)
             reached = max(reached, mapped.end)
-            self._commit(mapped.records, file_id, name, size, reached, False)
+            self._commit(mapped.records, file_id, name, size, reached, False, unseen)
             if on_batch is not None:
                 on_batch(reached)
-        self._commit([], file_id, name, size, reached, True)
+        self._commit([], file_id, name, size, reached, True, unseen)
 
     def _count(self, mapped: Mapped) -> None:
         stats = self.stats
@@ -137,17 +142,24 @@ class Importer:
         inventory = self.inventory
         if inventory is not None:
             add = inventory.add_parts
-            for u in mapped.unmatched:
-                add(u.kind, u.key, u.text, u.host, u.raw, u.at)
+            for kind, key, text, host, raw, at in mapped.unmatched:
+                add(kind, key, text, host, raw, at)
 
     def _commit(
-        self, batch: list[tuple[bytes, bytes]], file_id: bytes, name: str, size: int, position: int, done: bool
+        self,
+        batch: list[tuple[bytes, bytes]],
+        file_id: bytes,
+        name: str,
+        size: int,
+        position: int,
+        done: bool,
+        unseen: bool,
     ) -> None:
         if self.spool is None:
             self.stats.written += len(batch)
             return
         self.stats.written += self.spool.import_commit(
-            batch, file_id=file_id, path=name, size=size, position=position, done=done
+            batch, file_id=file_id, path=name, size=size, position=position, done=done, unseen=unseen
         )
 
 

@@ -41,6 +41,12 @@ def fingerprint(file_id: bytes, offset: int, line: bytes) -> bytes:
     return file_id[:8] + offset.to_bytes(8, "big") + hashlib.sha256(line).digest()[:8]
 
 
+def fingerprint_range(file_id: bytes, start: int) -> tuple[bytes, bytes]:
+    """The lowest and highest fingerprint of the lines of the file `file_id` from offset `start` on."""
+    prefix = file_id[:8]
+    return prefix + start.to_bytes(8, "big") + bytes(8), prefix + b"\xff" * 16
+
+
 @dataclass(slots=True)
 class Chunk:
     """Consecutive lines of one file: (offset, line, year for a yearless timestamp or None)."""
@@ -51,16 +57,10 @@ class Chunk:
     end: int  # the offset after the last line (where a resumed import starts)
 
 
-@dataclass(frozen=True, slots=True)
-class Unmatched:
-    """An unmatched line as the inventory mines it (`Inventory.add_parts`)."""
-
-    kind: str
-    key: str
-    text: str
-    host: str
-    raw: bytes
-    at: float
+# An unmatched line as the inventory mines it (`Inventory.add_parts`): kind, key, text, host,
+# the raw line, and its time in epoch seconds. (A plain tuple: a worker sends tens of thousands
+# of them, and a tuple pickles and unpickles at a fraction of a class instance's cost.)
+Unmatched = tuple[str, str, str, str, bytes, float]
 
 
 @dataclass(slots=True)
@@ -129,7 +129,7 @@ class LineMapper:
             if match is None:
                 kind, key = kind_of(message)
                 stamp = message.timestamp or received
-                unmatched.append(Unmatched(kind, key, message.text[:MINE_CHARS], message.host, line, stamp.timestamp()))
+                unmatched.append((kind, key, message.text[:MINE_CHARS], message.host, line, stamp.timestamp()))
                 continue
             rule = match.rule
             known = writers.get(rule)

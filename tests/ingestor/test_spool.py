@@ -377,3 +377,19 @@ def test_an_import_commit_spools_only_unseen_fingerprints_with_the_files_progres
     with Spool(tmp_path / "spool.db", fmt="xml") as spool:  # kept across opens
         assert spool.import_position(b"file-1") == (500, True)
         assert spool.import_commit(first, file_id=b"file-1", path="x", size=1, position=1, done=True) == 0
+
+
+def test_an_unseen_import_commit_skips_the_lookup_but_never_writes_a_fingerprint_twice(tmp_path: Path) -> None:
+    import sqlite3
+
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        assert not spool.import_fingerprints_between(b"fp-0", b"fp-9")
+        batch = [(b"fp-%d" % i, b"<ActivityRecord>%d</ActivityRecord>" % i) for i in range(3)]
+        assert spool.import_commit(batch, file_id=b"f", path="p", size=1, position=10, done=False, unseen=True) == 3
+        assert spool.import_fingerprints_between(b"fp-1", b"fp-1") and not spool.import_fingerprints_between(
+            b"fp-5", b"fp-9"
+        )
+        # A caller wrong about "unseen": the commit fails whole (nothing twice, progress kept).
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.import_commit(batch[2:], file_id=b"f", path="p", size=1, position=20, done=False, unseen=True)
+        assert spool.records == 3 and spool.import_position(b"f") == (10, False)
