@@ -310,6 +310,7 @@ class YearGuess:
 # A month going down by at most this much is lines out of order (a relay's, across a month's
 # end: "Apr  1 00:00:01" then "Mar 31 23:59:59"), not a new year.
 REORDER_SLACK = timedelta(days=1)
+_SLACK_SECONDS = REORDER_SLACK.total_seconds()
 # More year boundaries than this in one file: its lines are not in time order (a real file
 # crossing five New Years without a year in its stamps is not plausible; a concatenation or a
 # relay's mixed senders is).
@@ -357,7 +358,6 @@ def stamps(lines: Iterable[tuple[int, bytes]], *, tz: tzinfo, received: datetime
     month goes down from one to the next by more than `REORDER_SLACK`, a boundary. Lines whose
     stamp has its own year, or no stamp, or a Cisco "*" before it, count for nothing."""
     boundaries: list[int] = []
-    slack = REORDER_SLACK.total_seconds()
     prev_month, prev_pos = 0, 0.0
     first: tuple[int, int, float] | None = None
     last_day = 0
@@ -371,7 +371,7 @@ def stamps(lines: Iterable[tuple[int, bytes]], *, tz: tzinfo, received: datetime
                     continue  # its own year
             elif any_time(line, 0, HEADER_SPAN) is None:
                 continue  # no time
-        elif another(line, m.end(), m.end() + 120) is None:
+        if m is not None and another(line, m.end(), m.end() + 120) is None:
             # The common "Mmm dd hh:mm:ss host ..." read here: what parse_syslog would give it.
             month, day = _MONTH_NUMBER[m[1]], int(m[2])
             hour, minute, second = int(m[3]), int(m[4]), int(m[5])
@@ -381,27 +381,27 @@ def stamps(lines: Iterable[tuple[int, bytes]], *, tz: tzinfo, received: datetime
                 continue  # Feb 30: parse_syslog gives no time either
             if hour > 23 or minute > 59 or second > 59:
                 continue
-            pos = ordinal * 86400.0 + hour * 3600 + minute * 60 + second
-            if first is None:
-                first = (offset, month, pos)
-            elif month < prev_month and prev_pos - pos > slack:
-                boundaries.append(offset)
-            prev_month, prev_pos, last_day = month, pos, day
-            continue
-        msg = parse_syslog(line, received_at=received, tz=tz, year=_PROBE_YEAR)
-        ts = msg.timestamp
-        if ts is None or msg.year_given or msg.clock_mark == "*":
-            continue  # ("*": a clock never set, at 1993's "*Mar  1" amid the real months)
-        month = ts.month
-        pos = ts.toordinal() * 86400.0 + ts.hour * 3600 + ts.minute * 60 + ts.second
+        else:
+            ts = (msg := parse_syslog(line, received_at=received, tz=tz, year=_PROBE_YEAR)).timestamp
+            if ts is None or msg.year_given or msg.clock_mark == "*":
+                continue  # ("*": a clock never set, at 1993's "*Mar  1" amid the real months)
+            month, day, ordinal = ts.month, ts.day, ts.toordinal()
+            hour, minute, second = ts.hour, ts.minute, ts.second
+        pos = ordinal * 86400.0 + hour * 3600 + minute * 60 + second
         if first is None:
             first = (offset, month, pos)
-        elif month < prev_month and prev_pos - pos > slack:
+        elif _new_year(prev_month, prev_pos, month, pos):
             boundaries.append(offset)
-        prev_month, prev_pos, last_day = month, pos, ts.day
+        prev_month, prev_pos, last_day = month, pos, day
     if first is None:
         return Stamps()
     return Stamps(first, (prev_month, last_day, prev_pos), tuple(boundaries))
+
+
+def _new_year(prev_month: int, prev_pos: float, month: int, pos: float) -> bool:
+    """Whether a yearless stamp at (`month`, `pos`) after one at (`prev_month`, `prev_pos`)
+    starts a new year: its month is lower, by more than `REORDER_SLACK`."""
+    return month < prev_month and prev_pos - pos > _SLACK_SECONDS
 
 
 def combine(parts: Iterable[Stamps], mtime: datetime) -> YearGuess:
@@ -409,14 +409,13 @@ def combine(parts: Iterable[Stamps], mtime: datetime) -> YearGuess:
     backwards from the mtime, the last yearless line is in the mtime's year (the year before
     when its month/day is later than the mtime's date), and each boundary starts a new year.
     More than `MAX_BOUNDARIES`: the file is `unordered`."""
-    slack = REORDER_SLACK.total_seconds()
     boundaries: list[int] = []
     last: tuple[int, int, float] | None = None
     for part in parts:
         if part.first is None or part.last is None:
             continue
         offset, month, pos = part.first
-        if last is not None and month < last[0] and last[2] - pos > slack:
+        if last is not None and _new_year(last[0], last[2], month, pos):
             boundaries.append(offset)
         boundaries.extend(part.boundaries)
         last = part.last

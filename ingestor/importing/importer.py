@@ -26,7 +26,17 @@ from ..netwrix.records import RecordDefaults
 from ..spool import Spool
 from ..unmatched import Inventory
 from .files import SourceFile, YearGuess, years
-from .mapper import FINGERPRINT, Chunk, LineMapper, Mapped, Period, file_identity, fingerprint, fingerprint_range
+from .mapper import (
+    FINGERPRINT,
+    Chunk,
+    LineMapper,
+    Mapped,
+    Period,
+    batched,
+    file_identity,
+    fingerprint,
+    fingerprint_range,
+)
 from .workers import MapPool
 
 __all__ = ["BATCH_LINES", "FINGERPRINT", "ImportStats", "Importer", "Period", "file_identity", "fingerprint"]
@@ -80,12 +90,6 @@ class Importer:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-
-    def __enter__(self) -> Importer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def years(self, src: SourceFile, *, tz: tzinfo, year: int | None = None) -> YearGuess:
         """The year pass over `src` (`files.years`), by the workers when there are some."""
@@ -164,13 +168,6 @@ class Importer:
 
 
 def _chunks(lines: Iterable[tuple[int, bytes, int | None]], file_id: bytes, received: datetime) -> Iterator[Chunk]:
-    batch: list[tuple[int, bytes, int | None]] = []
-    for item in lines:
-        batch.append(item)
-        if len(batch) == BATCH_LINES:
-            offset, line, _ = item
-            yield Chunk(file_id, received, batch, offset + len(line) + 1)
-            batch = []
-    if batch:
+    for batch in batched(lines, BATCH_LINES):
         offset, line, _ = batch[-1]
         yield Chunk(file_id, received, batch, offset + len(line) + 1)

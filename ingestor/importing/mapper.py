@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from itertools import islice
+from typing import TypeVar
 
 from parsers.rules.engine import Rule, RuleSet
 from parsers.syslog import parse_syslog
@@ -26,6 +29,15 @@ from ..record_writer import Writer, writer_for
 from ..unmatched import MINE_CHARS, kind_of
 
 FINGERPRINT = "Import fingerprint"  # the DetailList property every imported record carries
+
+_T = TypeVar("_T")
+
+
+def batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """`items` in lists of `size` (the last one shorter), as they come."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def file_identity(first_line: bytes) -> bytes:

@@ -27,7 +27,7 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 from .files import Stamps, stamps
-from .mapper import Chunk, LineMapper, Mapped
+from .mapper import Chunk, LineMapper, Mapped, batched
 
 T = TypeVar("T")
 STAMP_LINES = 5000  # lines per part of the year pass a worker reads
@@ -57,7 +57,7 @@ def default_jobs() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # (not Linux)
         cores = os.cpu_count() or 1
-    return cores if cores > 1 else 1
+    return cores
 
 
 class MapPool:
@@ -93,19 +93,7 @@ class MapPool:
     def stamps(self, lines: Iterable[tuple[int, bytes]], tz: tzinfo, received: datetime) -> Iterator[Stamps]:
         """The year pass (`files.stamps`) over parts of STAMP_LINES lines, in order (the
         `parts` of `files.years`)."""
-        part: list[tuple[int, bytes]] = []
-
-        def parts() -> Iterator[tuple[list[tuple[int, bytes]], tzinfo, datetime]]:
-            nonlocal part
-            for item in lines:
-                part.append(item)
-                if len(part) == STAMP_LINES:
-                    yield part, tz, received
-                    part = []
-            if part:
-                yield part, tz, received
-
-        return self._ordered(_stamps, parts())
+        return self._ordered(_stamps, ((part, tz, received) for part in batched(lines, STAMP_LINES)))
 
     def _ordered(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """`fn(*args)` for each of `calls` in the workers, results in order; at most two calls
