@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- (a repeated import adds nothing). Written in the same transaction as the records.
 CREATE TABLE IF NOT EXISTS import_files (
     file_id BLOB PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, position INTEGER NOT NULL,
-    done INTEGER NOT NULL, updated REAL NOT NULL
+    done INTEGER NOT NULL, updated REAL NOT NULL, inode INTEGER, head TEXT, head_size INTEGER
 );
 CREATE TABLE IF NOT EXISTS import_fingerprints (fingerprint BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (
@@ -115,6 +115,19 @@ class SpoolStats:
     bytes: int
     quarantined: int
     oldest: float | None  # creation time of the oldest waiting record
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far `nwsyslog import` read one file, as `Spool.import_commit` keeps it."""
+
+    position: int  # byte offset in the file's decompressed text where the next import starts
+    done: bool  # the import reached the end of the file (as it was then)
+    path: str = ""
+    size: int = 0  # bytes on disk when it was read
+    inode: int | None = None
+    head: str | None = None  # sha256 hex of the file's first `head_size` decompressed bytes
+    head_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +270,10 @@ class Spool:
         for column in ("lengths", "done"):
             if column not in columns:
                 db.execute(f"ALTER TABLE records ADD COLUMN {column} TEXT")
+        imported = {name for _, name, *_ in db.execute("PRAGMA table_info(import_files)")}
+        for column, kind in (("inode", "INTEGER"), ("head", "TEXT"), ("head_size", "INTEGER")):
+            if column not in imported:
+                db.execute(f"ALTER TABLE import_files ADD COLUMN {column} {kind}")
         counted = {name for _, name, *_ in db.execute("PRAGMA table_info(counts)")}
         if "inserted" not in counted:
             db.execute("ALTER TABLE counts ADD COLUMN inserted INTEGER NOT NULL DEFAULT 0")
@@ -332,11 +349,15 @@ class Spool:
                 db.execute(_INSERTED, (len(inserts),))
         return ids
 
-    def import_position(self, file_id: bytes) -> tuple[int, bool] | None:
-        """Where an earlier `nwsyslog import` of the file with this id stopped (byte offset in
-        its decompressed text, and whether it reached the end), or None."""
-        row = self._db.execute("SELECT position, done FROM import_files WHERE file_id = ?", (file_id,)).fetchone()
-        return (int(row[0]), bool(row[1])) if row is not None else None
+    def import_position(self, file_id: bytes) -> ImportProgress | None:
+        """Where an earlier `nwsyslog import` of the file with this id stopped, or None."""
+        row = self._db.execute(
+            "SELECT position, done, path, size, inode, head, head_size FROM import_files WHERE file_id = ?", (file_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        position, done, path, size, inode, head, head_size = row
+        return ImportProgress(int(position), bool(done), path, int(size), inode, head, head_size)
 
     def import_fingerprints_between(self, low: bytes, high: bytes) -> bool:
         """Whether the spool holds an imported record's fingerprint from `low` to `high`."""
@@ -350,18 +371,15 @@ class Spool:
         records: Sequence[tuple[bytes, bytes]],
         *,
         file_id: bytes,
-        path: str,
-        size: int,
-        position: int,
-        done: bool,
+        progress: ImportProgress,
         unseen: bool = False,
     ) -> int:
         """In one transaction: the `records` ((fingerprint, fragment)) whose fingerprint the
-        spool has not seen before, their fingerprints, and the file's progress (`position`,
-        `done`). An interrupted import loses nothing and a repeated one adds nothing. Returns
-        how many records were new. `unseen`: the caller knows none of these fingerprints is
-        spooled (`import_fingerprints_between` found none in their range), and they are not
-        looked up; one that was after all makes the commit fail, not write it twice."""
+        spool has not seen before, their fingerprints, and the file's `progress`. An interrupted
+        import loses nothing and a repeated one adds nothing. Returns how many records were new.
+        `unseen`: the caller knows none of these fingerprints is spooled
+        (`import_fingerprints_between` found none in their range), and they are not looked up;
+        one that was after all makes the commit fail, not write it twice."""
         db = self._db
         now = time.time()
         with self._transaction():
@@ -388,11 +406,14 @@ class Spool:
                 )
                 db.execute(_COUNT, (len(fresh), sum(map(len, fresh)), 0))
                 db.execute(_INSERTED, (len(fresh),))
+            p = progress
             db.execute(
-                "INSERT INTO import_files (file_id, path, size, position, done, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (file_id) DO UPDATE SET path = excluded.path, size = excluded.size, "
-                "position = excluded.position, done = excluded.done, updated = excluded.updated",
-                (file_id, path, size, position, int(done), now),
+                "INSERT INTO import_files (file_id, path, size, position, done, updated, inode, head, head_size) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id) DO UPDATE SET path = excluded.path, "
+                "size = excluded.size, position = excluded.position, done = excluded.done, "
+                "updated = excluded.updated, inode = excluded.inode, head = excluded.head, "
+                "head_size = excluded.head_size",
+                (file_id, p.path, p.size, p.position, int(p.done), now, p.inode, p.head, p.head_size),
             )
         return len(fresh)
 

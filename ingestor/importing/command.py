@@ -27,12 +27,16 @@ from parsers.rules.engine import RuleSet
 from ..config import ServiceConfig
 from ..netwrix.encoding import encoder_for
 from ..netwrix.records import RecordDefaults
-from ..spool import Spool
+from ..spool import ImportProgress, Spool
 from ..unmatched import Inventory, format_listing
-from .files import SourceFile, dated_lines, expand, open_lines
+from .files import LineStats, SourceFile, dated_lines, expand, open_lines
 from .importer import Importer, ImportStats, Period, file_identity
 
 DIRECT_POLL = 0.5  # seconds between looks at the spool while --direct delivers
+# A plain file modified this recently may be being written: an unfinished last line (no newline
+# yet) is left for the next import, which reads it whole (imported now, its rest would come as a
+# second, broken line). An older file's last line without a newline is a line.
+GROWING_QUIET = 60.0
 # tqdm's monitor thread (it only retunes how often a stalled bar redraws) would make this
 # process multi-threaded, and an import after it could not fork its workers.
 tqdm.monitor_interval = 0
@@ -107,7 +111,22 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
         print(f"{src.name}: empty", file=out)
         return
     file_id = file_identity(first)
-    start, done = importer.resume_at(file_id)
+    earlier = importer.resume_at(file_id)
+    # The identity is the first line; a file that shares it with another (a banner, a line
+    # without a time) is told apart by its first bytes, and read from its start.
+    if (
+        earlier is not None
+        and earlier.head is not None
+        and earlier.head_size is not None
+        and not src.begins_with(earlier.head_size, earlier.head)
+    ):
+        print(
+            f"{src.name}: begins with the same line as {earlier.path} imported before, but is another "
+            "file: imported from its start (lines the two share are not written twice)",
+            file=out,
+        )
+        earlier = None
+    start, done = (earlier.position, earlier.done) if earlier is not None else (0, False)
     if done and (src.compression is not None or src.size <= start):
         print(f"{src.name}: imported before (nothing new)", file=out)
         return
@@ -127,12 +146,14 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
         reached[0] = offset
         bar.set_postfix(lines=stats.lines - before[0], records=stats.records - before[1], refresh=False)
 
+    read = LineStats()
+    hold = src.growing(time.time(), GROWING_QUIET)
+    file = ImportProgress(0, False, src.name, src.size, src.inode, src.head_hash, src.head_size)
     try:
         importer.import_lines(
-            dated_lines(src, guess, start),
+            dated_lines(src, guess, start, stats=read, hold_partial=hold),
             file_id=file_id,
-            name=src.name,
-            size=src.size,
+            file=file,
             on_batch=on_batch,
             received_at=datetime.fromtimestamp(src.mtime, UTC),
             start=start,
@@ -144,6 +165,12 @@ def _import_file(importer: Importer, src: SourceFile, options: ImportOptions, ou
         f"{src.name}: {lines:,} lines, {records:,} records ({written:,} new), years {guess.describe()}",
         file=out,
     )
+    if read.held:
+        print(
+            f"{src.name}: its last line has no newline yet (the file is being written): "
+            "left for the next import, which reads it whole",
+            file=out,
+        )
 
 
 def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO) -> None:

@@ -67,7 +67,8 @@ class SourceFile:
     device: int
     mtime: float  # epoch seconds; standard input: when it was read
     compression: Compression | None  # from the magic bytes
-    head_hash: str  # sha256 hex of the first 4096 decompressed bytes: the file across renames
+    head_hash: str  # sha256 hex of the first `head_size` decompressed bytes: the file across renames
+    head_size: int  # HEAD, or the whole text of a shorter file
     spool: Path | None = field(default=None, compare=False)  # standard input's copy
 
     @property
@@ -77,6 +78,18 @@ class SourceFile:
         assert target is not None
         return target
 
+    def begins_with(self, head_size: int, head_hash: str) -> bool:
+        """Whether the first `head_size` bytes of this file's text hash to `head_hash` (a file
+        read before, while it was shorter, is the same file when it still starts that way)."""
+        if head_size == self.head_size:
+            return head_hash == self.head_hash
+        return head_size < self.head_size and _head(self.readable, self.compression, head_size)[1] == head_hash
+
+    def growing(self, now: float, quiet: float) -> bool:
+        """Whether this may be a file still being written: a plain file modified within `quiet`
+        seconds of `now` (a compressed one was finished when it was compressed)."""
+        return self.path is not None and self.compression is None and now - self.mtime < quiet
+
     def discard(self) -> None:
         """Remove standard input's copy (nothing for a named file)."""
         if self.spool is not None:
@@ -85,10 +98,12 @@ class SourceFile:
 
 @dataclass(slots=True)
 class LineStats:
-    """What `open_lines` saw: lines yielded, and how many of them were cut at `MAX_LINE`."""
+    """What `open_lines` saw: lines yielded, how many of them were cut at `MAX_LINE`, and
+    whether it held back an unfinished last line (`hold_partial`)."""
 
     lines: int = 0
     cut: int = 0
+    held: bool = False
 
 
 def expand(patterns: Sequence[str], *, stdin: BinaryIO | None = None) -> list[SourceFile]:
@@ -164,9 +179,8 @@ def _rotation(name: str) -> tuple[str, tuple[int, int, str]]:
 
 def _source_file(path: Path, st: os.stat_result) -> SourceFile:
     compression = _compression(path)
-    return SourceFile(
-        path, str(path), st.st_size, st.st_ino, st.st_dev, st.st_mtime, compression, _head_hash(path, compression)
-    )
+    size, digest = _head(path, compression)
+    return SourceFile(path, str(path), st.st_size, st.st_ino, st.st_dev, st.st_mtime, compression, digest, size)
 
 
 def _stdin_file(stream: BinaryIO) -> SourceFile:
@@ -177,11 +191,11 @@ def _stdin_file(stream: BinaryIO) -> SourceFile:
             shutil.copyfileobj(stream, out, BUFFER)
         st = spool.stat()
         compression = _compression(spool)
-        head = _head_hash(spool, compression)
+        size, digest = _head(spool, compression)
     except BaseException:
         spool.unlink(missing_ok=True)
         raise
-    return SourceFile(None, STDIN_NAME, st.st_size, st.st_ino, st.st_dev, time.time(), compression, head, spool)
+    return SourceFile(None, STDIN_NAME, st.st_size, st.st_ino, st.st_dev, time.time(), compression, digest, size, spool)
 
 
 def _compression(path: Path) -> Compression | None:
@@ -193,13 +207,14 @@ def _compression(path: Path) -> Compression | None:
     return None
 
 
-def _head_hash(path: Path, compression: Compression | None) -> str:
+def _head(path: Path, compression: Compression | None, size: int = HEAD) -> tuple[int, str]:
+    """The first `size` bytes of the file's text (fewer if it is shorter): how many, and their sha256 hex."""
     with ExitStack() as stack:
         f = _open(path, compression, stack)
-        head = f.read(HEAD)
-        while len(head) < HEAD and (more := f.read(HEAD - len(head))):  # (short reads of a stream)
+        head = f.read(size)
+        while len(head) < size and (more := f.read(size - len(head))):  # (short reads of a stream)
             head += more
-    return hashlib.sha256(head).hexdigest()
+    return len(head), hashlib.sha256(head).hexdigest()
 
 
 class _Reader(Protocol):
@@ -220,11 +235,15 @@ def _open(path: Path, compression: Compression | None, stack: ExitStack) -> _Rea
     return raw
 
 
-def open_lines(src: SourceFile, start: int = 0, *, stats: LineStats | None = None) -> Iterator[tuple[int, bytes]]:
+def open_lines(
+    src: SourceFile, start: int = 0, *, stats: LineStats | None = None, hold_partial: bool = False
+) -> Iterator[tuple[int, bytes]]:
     """(offset, line) for each line of `src` from byte offset `start` of its decompressed
     content (an offset this yielded, or the end of the last line read), the line without its
     newline. A plain file seeks there; a compressed one is decompressed up to it. A line
-    longer than `MAX_LINE` is cut to it (`stats.cut`); a last line without a newline is a line."""
+    longer than `MAX_LINE` is cut to it (`stats.cut`); a last line without a newline is a line,
+    unless `hold_partial` (a file being written: the rest of the line is yet to come) holds it
+    back (`stats.held`)."""
     if stats is None:
         stats = LineStats()
     with ExitStack() as stack:
@@ -264,7 +283,9 @@ def open_lines(src: SourceFile, start: int = 0, *, stats: LineStats | None = Non
                     if len(carry) <= MAX_LINE:
                         carry = (carry + tail)[: MAX_LINE + 1]
                     carried += len(tail)
-            if carried:  # a last line without a newline
+            if carried and hold_partial:
+                stats.held = True
+            elif carried:  # a last line without a newline
                 count += 1
                 if carried > MAX_LINE:
                     cut += 1
@@ -463,19 +484,20 @@ def _last_year(month_day: tuple[int, int], mtime: datetime) -> int:
 
 
 def dated_lines(
-    src: SourceFile, guess: YearGuess, start: int = 0, *, stats: LineStats | None = None
+    src: SourceFile, guess: YearGuess, start: int = 0, *, stats: LineStats | None = None, hold_partial: bool = False
 ) -> Iterator[tuple[int, bytes, int | None]]:
     """The second pass: (offset, line, year to give `parse_syslog`) from `start` (None for
-    every line of an unordered file)."""
+    every line of an unordered file); `hold_partial` as `open_lines` takes it."""
+    lines = open_lines(src, start, stats=stats, hold_partial=hold_partial)
     if guess.unordered:
-        for offset, line in open_lines(src, start, stats=stats):
+        for offset, line in lines:
             yield offset, line, None
         return
     boundaries = guess.boundaries
     i = bisect.bisect_right(boundaries, start)
     year = guess.first + i
     following = boundaries[i] if i < len(boundaries) else -1
-    for offset, line in open_lines(src, start, stats=stats):
+    for offset, line in lines:
         while following != -1 and offset >= following:
             i += 1
             year += 1

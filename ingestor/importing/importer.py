@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 
 from parsers.rules.engine import RuleSet
 
 from ..netwrix.encoding import Encoder
 from ..netwrix.records import RecordDefaults
-from ..spool import Spool
+from ..spool import ImportProgress, Spool
 from ..unmatched import Inventory
 from .files import SourceFile, YearGuess, years
 from .mapper import (
@@ -95,26 +95,24 @@ class Importer:
         """The year pass over `src` (`files.years`), by the workers when there are some."""
         return years(src, tz=tz, year=year, parts=self._pool.stamps if self._pool is not None else None)
 
-    def resume_at(self, file_id: bytes) -> tuple[int, bool]:
-        """Where an earlier import of this file stopped: (offset, finished)."""
-        if self.spool is None:
-            return 0, False
-        return self.spool.import_position(file_id) or (0, False)
+    def resume_at(self, file_id: bytes) -> ImportProgress | None:
+        """Where an earlier import of the file `file_id` stopped, or None."""
+        return self.spool.import_position(file_id) if self.spool is not None else None
 
     def import_lines(
         self,
         lines: Iterable[tuple[int, bytes, int | None]],
         *,
         file_id: bytes,
-        name: str,
-        size: int,
+        file: ImportProgress,
         on_batch: Callable[[int], None] | None = None,
         received_at: datetime | None = None,
         start: int = 0,
     ) -> None:
         """Import `lines` ((offset, line, year for a yearless timestamp or None), in file order)
-        of the file `file_id`; the file's progress is committed with each batch (`on_batch`
-        gets the offset reached), and it is marked done at the end. `received_at`: when the
+        of the file `file_id` (`file`: its path, size, inode and head, as its progress keeps
+        them); the file's progress is committed with each batch (`on_batch` gets the offset
+        reached), and it is marked done at the end. `received_at`: when the
         lines were written (the file's mtime), for a line without a time and the year of a
         yearless line given None; default now. `start`: where `lines` start (a resumed import)."""
         received = received_at if received_at is not None else self._clock()
@@ -129,10 +127,10 @@ class Importer:
         for mapped in results:
             self._count(mapped)
             reached = max(reached, mapped.end)
-            self._commit(mapped.records, file_id, name, size, reached, False, unseen)
+            self._commit(mapped.records, file_id, replace(file, position=reached, done=False), unseen)
             if on_batch is not None:
                 on_batch(reached)
-        self._commit([], file_id, name, size, reached, True, unseen)
+        self._commit([], file_id, replace(file, position=reached, done=True), unseen)
 
     def _count(self, mapped: Mapped) -> None:
         stats = self.stats
@@ -153,18 +151,13 @@ class Importer:
         self,
         batch: list[tuple[bytes, bytes]],
         file_id: bytes,
-        name: str,
-        size: int,
-        position: int,
-        done: bool,
+        progress: ImportProgress,
         unseen: bool,
     ) -> None:
         if self.spool is None:
             self.stats.written += len(batch)
             return
-        self.stats.written += self.spool.import_commit(
-            batch, file_id=file_id, path=name, size=size, position=position, done=done, unseen=unseen
-        )
+        self.stats.written += self.spool.import_commit(batch, file_id=file_id, progress=progress, unseen=unseen)
 
 
 def _chunks(lines: Iterable[tuple[int, bytes, int | None]], file_id: bytes, received: datetime) -> Iterator[Chunk]:

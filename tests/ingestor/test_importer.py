@@ -116,3 +116,51 @@ def test_worker_processes_import_exactly_what_one_process_does(tmp_path: Path) -
             spooled[jobs] = [data for _, data in spool.read_after(0, count)]
     sudo = sum(1 for i in range(count) if "sudo" in LINES[i % len(LINES)])
     assert len(spooled["1"]) == sudo and spooled["1"] == spooled["3"]
+
+
+def test_a_file_with_the_same_first_line_as_an_imported_one_is_imported_from_its_start(tmp_path: Path) -> None:
+    """The first line is a file's identity through rotation; two different files that share it
+    (here a banner) are told apart by their first bytes, and the second is not skipped as
+    "imported before"."""
+    config_path, log = setup(tmp_path)
+    banner = "Mar  1 00:00:00 web1 syslogd: restart"
+    log.write_text(banner + "\n" + "\n".join(LINES[:2]) + "\n")
+    config = load_service_config(config_path)
+    assert run_import(config, ImportOptions([str(log)], tz=UTC, progress=False), out=io.StringIO()).written == 2
+    other = tmp_path / "other.log"
+    other.write_text(banner + "\n" + "\n".join(line.replace("alice", "bob") for line in LINES[2:5]) + "\n")
+    out = io.StringIO()
+    stats = run_import(config, ImportOptions([str(other)], tz=UTC, progress=False), out=out)
+    assert stats.written == 3 and "is another file" in out.getvalue()
+    assert sum(b"<Who>bob</Who>" in r for r in records(tmp_path)) == 3
+    # The first file, grown since: the progress kept is the other's now, so it is read from its
+    # start again, and only its new line is written.
+    log.write_text(log.read_text() + LINES[4] + "\n")
+    again = run_import(config, ImportOptions([str(log)], tz=UTC, progress=False), out=io.StringIO())
+    assert (again.lines, again.records, again.written) == (4, 3, 1)
+    # Imported once more, it continues where it stopped.
+    log.write_text(log.read_text() + LINES[0].replace("alice", "dave") + "\n")
+    out = io.StringIO()
+    last = run_import(config, ImportOptions([str(log)], tz=UTC, progress=False), out=out)
+    assert (last.lines, last.written) == (1, 1) and "continuing at byte" in out.getvalue()
+
+
+def test_an_unfinished_last_line_of_a_file_being_written_waits_for_its_rest(tmp_path: Path) -> None:
+    """A plain file modified a moment ago whose last line has no newline yet: that line is left
+    for the next import, which reads it whole; the same line in a file untouched for long is a line."""
+    config_path, log = setup(tmp_path)
+    whole = LINES[1]
+    log.write_text(LINES[0] + "\n" + whole[:40])  # mtime now: being written
+    config = load_service_config(config_path)
+    out = io.StringIO()
+    stats = run_import(config, ImportOptions([str(log)], tz=UTC, progress=False), out=out)
+    assert (stats.lines, stats.written) == (1, 1) and "no newline yet" in out.getvalue()
+    log.write_text(LINES[0] + "\n" + whole + "\n")
+    again = run_import(config, ImportOptions([str(log)], tz=UTC, progress=False), out=io.StringIO())
+    assert (again.lines, again.written) == (1, 1)
+    assert sum(b"/bin/echo 2<" in r for r in records(tmp_path)) == 1
+    # Untouched for a day, a last line without a newline is a line.
+    old = tmp_path / "old.log"
+    old.write_text(LINES[2].replace("alice", "carol"))
+    os.utime(old, (datetime(2026, 3, 7, tzinfo=UTC).timestamp(),) * 2)
+    assert run_import(config, ImportOptions([str(old)], tz=UTC, progress=False), out=io.StringIO()).written == 1

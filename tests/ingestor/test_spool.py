@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.errors import StartupError
-from ingestor.spool import PAGE_SIZE, SLOTS, Spool
+from ingestor.spool import PAGE_SIZE, SLOTS, ImportProgress, Spool
 
 
 def test_records_come_back_in_order_and_go_when_delivered(tmp_path: Path) -> None:
@@ -358,25 +358,25 @@ def test_an_import_commit_spools_only_unseen_fingerprints_with_the_files_progres
     with Spool(tmp_path / "spool.db", fmt="xml") as spool:
         assert spool.import_position(b"file-1") is None
         first = [(b"fp-%d" % i, b"<ActivityRecord>%d</ActivityRecord>" % i) for i in range(5)]
-        assert spool.import_commit(first, file_id=b"file-1", path="/var/log/auth.log", size=500, position=250,
-                                   done=False) == 5  # fmt: skip
-        assert spool.import_position(b"file-1") == (250, False)
+        reading = ImportProgress(250, False, "/var/log/auth.log", 500, inode=1234, head="ab" * 32, head_size=4096)
+        assert spool.import_commit(first, file_id=b"file-1", progress=reading) == 5
+        assert spool.import_position(b"file-1") == reading
         # Again, with two new lines: only those are spooled; the progress moves on.
         again = [
             *first[3:],
             (b"fp-5", b"<ActivityRecord>5</ActivityRecord>"),
             (b"fp-6", b"<ActivityRecord>6</ActivityRecord>"),
         ]
-        assert spool.import_commit(again, file_id=b"file-1", path="/var/log/auth.log.1", size=500, position=500,
-                                   done=True) == 2  # fmt: skip
-        assert spool.import_position(b"file-1") == (500, True)
+        rotated = ImportProgress(500, True, "/var/log/auth.log.1", 500, inode=99, head="ab" * 32, head_size=4096)
+        assert spool.import_commit(again, file_id=b"file-1", progress=rotated) == 2
+        assert spool.import_position(b"file-1") == rotated
         assert spool.records == 7 and spool.inserted == 7
         assert [data for _, data in spool.read_after(0, 100)] == [
             b"<ActivityRecord>%d</ActivityRecord>" % i for i in range(7)
         ]
     with Spool(tmp_path / "spool.db", fmt="xml") as spool:  # kept across opens
-        assert spool.import_position(b"file-1") == (500, True)
-        assert spool.import_commit(first, file_id=b"file-1", path="x", size=1, position=1, done=True) == 0
+        assert spool.import_position(b"file-1") == rotated
+        assert spool.import_commit(first, file_id=b"file-1", progress=ImportProgress(1, True, "x", 1)) == 0
 
 
 def test_an_unseen_import_commit_skips_the_lookup_but_never_writes_a_fingerprint_twice(tmp_path: Path) -> None:
@@ -385,11 +385,39 @@ def test_an_unseen_import_commit_skips_the_lookup_but_never_writes_a_fingerprint
     with Spool(tmp_path / "spool.db", fmt="xml") as spool:
         assert not spool.import_fingerprints_between(b"fp-0", b"fp-9")
         batch = [(b"fp-%d" % i, b"<ActivityRecord>%d</ActivityRecord>" % i) for i in range(3)]
-        assert spool.import_commit(batch, file_id=b"f", path="p", size=1, position=10, done=False, unseen=True) == 3
+        assert spool.import_commit(batch, file_id=b"f", progress=ImportProgress(10, False, "p", 1), unseen=True) == 3
         assert spool.import_fingerprints_between(b"fp-1", b"fp-1") and not spool.import_fingerprints_between(
             b"fp-5", b"fp-9"
         )
         # A caller wrong about "unseen": the commit fails whole (nothing twice, progress kept).
         with pytest.raises(sqlite3.IntegrityError):
-            spool.import_commit(batch[2:], file_id=b"f", path="p", size=1, position=20, done=False, unseen=True)
-        assert spool.records == 3 and spool.import_position(b"f") == (10, False)
+            spool.import_commit(batch[2:], file_id=b"f", progress=ImportProgress(20, False, "p", 1), unseen=True)
+        assert spool.records == 3 and spool.import_position(b"f") == ImportProgress(10, False, "p", 1)
+
+
+def test_an_import_progress_from_before_inode_and_head_were_kept_reads_and_updates(tmp_path: Path) -> None:
+    """A spool whose import_files table an earlier version made (no inode, head columns) opens;
+    its progress reads without them, and the next commit keeps them."""
+    import sqlite3
+
+    path = tmp_path / "spool.db"
+    with Spool(path, fmt="xml"):
+        pass
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        DROP TABLE import_files;
+        CREATE TABLE import_files (
+            file_id BLOB PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, position INTEGER NOT NULL,
+            done INTEGER NOT NULL, updated REAL NOT NULL
+        );
+        INSERT INTO import_files VALUES (x'01', '/var/log/secure', 900, 900, 1, 1.0);
+        """
+    )
+    db.close()
+    with Spool(path, fmt="xml") as spool:
+        assert spool.import_position(b"\x01") == ImportProgress(900, True, "/var/log/secure", 900)
+        now = ImportProgress(1200, True, "/var/log/secure", 1200, inode=7, head="cd" * 32, head_size=1200)
+        spool.import_commit([], file_id=b"\x01", progress=now)
+    with Spool(path, fmt="xml") as spool:
+        assert spool.import_position(b"\x01") == now
