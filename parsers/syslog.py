@@ -258,6 +258,11 @@ _SUDO_LOG = re.compile(
     r" : (?P<user>[^\s:]+) : "
     r"(?:HOST=(?P<host>[^\s:;]+) : )?"
 )
+# auditd's own log file (/var/log/audit/audit.log, `ausearch --raw`): "type=USER_LOGIN
+# msg=audit(1373330716.415:4063): ...", with "node=HOST " first when auditd's name_format is set.
+_AUDIT_LOG = re.compile(
+    r"(?:node=(?P<node>\S+) )?type=[A-Z_0-9]+ msg=audit\((?P<epoch>\d{9,11})(?:\.(?P<ms>\d{1,6}))?:\d+\): "
+)
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
@@ -574,6 +579,15 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
                 _split_mnemonic(msg, text)
             return
     if (m := _SUDO_LOG.match(line)) is not None and _sudo_log_line(m, msg, tz):
+        return
+    if line[:5] in ("type=", "node=") and (m := _AUDIT_LOG.match(line)) is not None:
+        # auditd's own log file: the time is the event's, in epoch seconds; the program "audit"
+        # (as journald names the kernel's audit messages), the text the whole record.
+        msg.timestamp = datetime.fromtimestamp(int(m["epoch"]), UTC) + timedelta(microseconds=_micros(m["ms"]))
+        msg.year_given = True
+        msg.program = "audit"
+        msg.hostname = m["node"]
+        msg.text = line
         return
     if line[:1] == ":":
         # Cisco EMBLEM (ASA/PIX `logging emblem`): an empty sequence field, "<166>:Jan 15 02:19:08

@@ -2,7 +2,7 @@
 
     Who: "{user}"                      a captured field
     What: "{command} (as {runas})"     literal text around fields
-    Where: "{host|lower}"              filters: lower, upper, strip
+    Where: "{host|lower}"              filters: lower, upper, strip, unhex (auditd's hex values)
     Workstation: "{rhost|default:-}"   a value when the field is missing or empty
     Who: "{user|or:ruser|or:rhost}"    the first of these fields that is not empty
     ObjectType: "{{literal braces}}"   doubled braces are literal
@@ -20,7 +20,22 @@ from dataclasses import dataclass
 import pyparsing as pp
 
 Filter = Callable[[str], str]
-FILTERS: dict[str, Filter] = {"lower": str.lower, "upper": str.upper, "strip": str.strip}
+
+
+def unhex(value: str) -> str:
+    """auditd's encoding of a value with spaces, quotes or control characters: hex digits
+    ("6C73202D6C" for "ls -l"). Anything that does not decode to printable UTF-8 text is
+    returned as it was (a name that merely looks like hex, "cafe", stays "cafe")."""
+    if len(value) % 2 or not value or value.strip("0123456789abcdefABCDEF"):
+        return value
+    try:
+        text = bytes.fromhex(value).decode("utf-8")
+    except ValueError:
+        return value
+    return text if text.isprintable() else value
+
+
+FILTERS: dict[str, Filter] = {"lower": str.lower, "upper": str.upper, "strip": str.strip, "unhex": unhex}
 
 
 class TemplateError(ValueError):

@@ -640,3 +640,33 @@ def test_year_given_is_false_for_yearless_and_missing_stamps():
     # a relay's ISO stamp, then the device's yearless one (which wins)
     relayed = parse_syslog(b"2026-03-01T10:00:00Z relay Mar  1 09:00:00 sw1 prog: x", received_at=RECEIVED, year=2020)
     assert relayed.timestamp == datetime(2020, 3, 1, 9, tzinfo=UTC) and not relayed.year_given
+
+
+@pytest.mark.parametrize(
+    ("line", "when", "host"),
+    [
+        # fail2ban's tests/files/logs/selinux-ssh: auditd's own log file.
+        (
+            "type=USER_LOGIN msg=audit(1373330716.415:4063): user pid=11998 uid=0 auid=4294967295 "
+            'msg=\'op=login acct="root" exe="/usr/sbin/sshd" hostname=? addr=192.0.2.187 terminal=ssh res=failed\'',
+            datetime(2013, 7, 9, 0, 45, 16, 415000, tzinfo=UTC),
+            None,
+        ),
+        # name_format=hostname puts node= first.
+        (
+            "node=web1 type=USER_CMD msg=audit(1597270864.489:242): pid=2867 uid=1001 auid=1002 ses=12 "
+            "msg='cwd=\"/dev/shm\" cmd=6C73 terminal=pts/0 res=success'",
+            datetime(2020, 8, 12, 22, 21, 4, 489000, tzinfo=UTC),
+            "web1",
+        ),
+    ],
+)
+def test_an_audit_log_line_takes_its_time_from_the_record(line: str, when: datetime, host: str | None) -> None:
+    msg = parse_syslog(line.encode(), received_at=RECEIVED, tz=zone_for("Europe/Berlin"))
+    assert (msg.timestamp, msg.hostname, msg.program, msg.parse_error) == (when, host, "audit", None)
+    assert msg.text == line and msg.year_given
+
+
+def test_a_line_that_only_mentions_audit_is_not_read_as_one() -> None:
+    msg = parse_syslog(b"type=USER_LOGIN without a record", received_at=RECEIVED)
+    assert msg.timestamp is None and msg.program != "audit"

@@ -18,6 +18,13 @@ from parsers.template import Template, TemplateError
         ("{tty|default:none|upper}", {}, "NONE"),
         ("{{literal}} {x}", {"x": "1"}, "{literal} 1"),
         ("{sd.origin.ip}", {"sd.origin.ip": "192.0.2.1"}, "192.0.2.1"),
+        # auditd's hex values decode; text that only looks like hex (or is not printable) stays.
+        ("{cmd|unhex}", {"cmd": "6C73202D6C"}, "ls -l"),
+        ("{acct|or:hex|unhex}", {"hex": "28696E76616C6964207573657229"}, "(invalid user)"),
+        ("{acct|unhex}", {"acct": "cafe"}, "cafe"),
+        ("{acct|unhex}", {"acct": "0a0d"}, "0a0d"),
+        ("{acct|unhex}", {"acct": "abc"}, "abc"),
+        ("{addr|unhex}", {"addr": "192.0.2.1"}, "192.0.2.1"),
         ("", {}, ""),
     ],
 )
@@ -59,3 +66,8 @@ def test_text_without_braces_renders_as_itself(text):
 def test_render_never_raises_on_any_captured_values(fields):
     result = Template("{a|upper}-{b|default:none}").render(fields)
     assert result is None or result.endswith(fields.get("b", "none"))
+
+
+@given(st.text(min_size=1).filter(str.isprintable))
+def test_unhex_reads_back_any_printable_text_auditd_encoded(text):
+    assert Template("{v|unhex}").render({"v": text.encode().hex().upper()}) == text
