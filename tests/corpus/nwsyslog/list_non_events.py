@@ -38,6 +38,11 @@ FAMILIES: list[tuple[str, str]] = [
     ("cisco-ips", r"%IPS-4-SIGNATURE"),
     ("cisco-ssh-state", r"%SSH-5-(?:ENABLED|DISABLED)"),
     ("cisco-fw-session-start", r"%FW-6-SESS_AUDIT_TRAIL_START|SESS_AUDIT_TRAIL: .*Start \S+ session"),
+    ("cisco-boot-config", r"%SYS-5-CONFIG_I: Configured from memory by console\s*$"),
+    (
+        "shadow-gshadow-echo",
+        r"(?:group added to /etc/gshadow: |(?:add|delete) '[^']+' (?:to|from) shadow group |removed shadow group )",
+    ),
 ]
 COMPILED = [(family, re.compile(pattern)) for family, pattern in FAMILIES]
 
