@@ -263,6 +263,10 @@ _SUDO_LOG = re.compile(
 _AUDIT_LOG = re.compile(
     r"(?:node=(?P<node>\S+) )?type=[A-Z_0-9]+ msg=audit\((?P<epoch>\d{9,11})(?:\.(?P<ms>\d{1,6}))?:\d+\): "
 )
+# The fields of an RFC 5424 header after the timestamp, with nothing before it: stamp, host,
+# app, procid (digits or -), msgid, then "-" or "[" (structured data). Tried only on lines the
+# fast paths left (no "tag:" after the host).
+_PRILESS_5424 = re.compile(r"\d{4}-\d\d-\d\dT\S+ \S+ [^\s\[\]:]+ (?:\d+|-) \S+ (?:- |\[[^\s=\]]+[ \]])")
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,255})((?:\s+[^\s=\]"]{1,255}="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]{1,255})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
@@ -580,6 +584,14 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
             return
     if (m := _SUDO_LOG.match(line)) is not None and _sudo_log_line(m, msg, tz):
         return
+    if line[:1].isdigit() and _PRILESS_5424.match(line) is not None:
+        # An RFC 5424 message written without "<PRI>1 " (a relay's file template of its fields,
+        # "2022-02-24T21:00:42.021457+00:00 host app 6052 - - text"): read as RFC 5424.
+        saved = msg.timestamp, msg.year_given, msg.parse_error
+        _parse_5424(line.encode("utf-8"), msg, tz)
+        if msg.version == 1:
+            return
+        msg.timestamp, msg.year_given, msg.parse_error = saved
     if line[:5] in ("type=", "node=") and (m := _AUDIT_LOG.match(line)) is not None:
         # auditd's own log file: the time is the event's, in epoch seconds; the program "audit"
         # (as journald names the kernel's audit messages), the text the whole record.

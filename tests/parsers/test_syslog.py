@@ -670,3 +670,20 @@ def test_an_audit_log_line_takes_its_time_from_the_record(line: str, when: datet
 def test_a_line_that_only_mentions_audit_is_not_read_as_one() -> None:
     msg = parse_syslog(b"type=USER_LOGIN without a record", received_at=RECEIVED)
     assert msg.timestamp is None and msg.program != "audit"
+
+
+def test_an_rfc5424_message_written_without_its_pri_and_version_reads_as_rfc5424() -> None:
+    # SSHGuard's parser tests: a relay's file of RFC 5424 fields without "<PRI>1 ".
+    msg = parse_syslog(
+        b"2022-02-24T21:00:42.021457+00:00 evse dropbear 6052 - - Bad password attempt for 'root' from 192.0.2.4:50532",
+        received_at=RECEIVED,
+    )
+    assert (msg.hostname, msg.program, msg.pid, msg.msgid) == ("evse", "dropbear", "6052", None)
+    assert msg.text == "Bad password attempt for 'root' from 192.0.2.4:50532"
+    assert msg.timestamp == datetime(2022, 2, 24, 21, 0, 42, 21457, tzinfo=UTC)
+    with_sd = parse_syslog(b'2022-02-24T21:00:42Z h1 sshd 7 ID47 [ex@32473 iut="3"] hello', received_at=RECEIVED)
+    assert (with_sd.program, with_sd.msgid, with_sd.text) == ("sshd", "ID47", "hello")
+    assert with_sd.structured_data == {"ex@32473": {"iut": "3"}}
+    # The usual ISO file line is not taken for one.
+    plain = parse_syslog(b"2022-02-24T21:00:42Z h1 sshd[7]: - - hello", received_at=RECEIVED)
+    assert (plain.program, plain.pid, plain.text) == ("sshd", "7", "- - hello")
