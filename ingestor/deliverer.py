@@ -47,12 +47,14 @@ import atexit
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,9 @@ class DeliverySettings:
     shutdown_timeout: float
     log_level: str = "info"
     log_format: LogFormat = "text"
+    # The listening process sends its spool lock (`ingestor.spool_lock`) over the pipe first, and
+    # the delivery process keeps it open: the lock then holds until both have ended.
+    shares_lock: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,9 +113,17 @@ class DeliveryProcess:
     set when the process is gone."""
 
     def __init__(
-        self, settings: DeliverySettings, *, on_request: Callable[[int, SendResult], None] | None = None
+        self,
+        settings: DeliverySettings,
+        *,
+        on_request: Callable[[int, SendResult], None] | None = None,
+        lock_fd: int | None = None,
     ) -> None:
+        """`lock_fd`: the spool's locked lock file, for the process to hold too (`settings.shares_lock`)."""
+        if settings.shares_lock != (lock_fd is not None):
+            raise ValueError("settings.shares_lock says whether a lock_fd is given")
         self.settings = settings
+        self._lock_fd = lock_fd
         self.stats = DeliveryStats()
         self.halted: str | None = None
         self.halted_since: float | None = None  # when the halt began (epoch seconds), while halted
@@ -145,6 +158,8 @@ class DeliveryProcess:
         self._process.start()
         theirs.close()
         self._conn = conn
+        if self._lock_fd is not None:
+            reduction.send_handle(conn, self._lock_fd, self._process.pid)
         # If this process exits without stopping it (an unexpected error), multiprocessing's
         # exit handler waits for it, and it waits for the pipe to close: close it first (exit
         # handlers run last-registered first), and it stops by itself.
@@ -252,7 +267,14 @@ def _main(conn: Connection, settings: DeliverySettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     setup_logging(settings.log_level, settings.log_format)
-    run(Deliverer(conn, settings).run())
+    # Held open (never read) for the process's life: the spool lock stays taken while it runs.
+    lock_fd = reduction.recv_handle(conn) if settings.shares_lock else None
+    try:
+        run(Deliverer(conn, settings).run())
+    finally:
+        if lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(lock_fd)
 
 
 class Deliverer:

@@ -69,6 +69,7 @@ from .spool_health import (
     stash,
     unstash,
 )
+from .spool_lock import SpoolLock
 from .status import HISTORY_INTERVAL, History, unmatched_json
 from .status import status as status_json
 from .status import totals as status_totals
@@ -87,6 +88,8 @@ RESERVE_CHECK = 10.0  # seconds between checks that the disk reserve beside the 
 STORE_RETRY_MIN, STORE_RETRY_MAX = 0.25, 5.0  # backoff between attempts while the spool fails
 STORE_LOG_EVERY = 60.0  # seconds between "spool still failing" log lines
 WATCH_INTERVAL = 1.0  # seconds between the watchdog's looks at the delivery process
+# A start waits this much longer than the shutdown timeout for a killed service's delivery process.
+LOCK_WAIT_EXTRA = 10.0
 RESTARTS_ALLOWED, RESTART_WINDOW = 5, 600.0  # more delivery restarts than this in the window: stop
 # On stop, listeners keep reading until no message came for DRAIN_IDLE seconds (at most DRAIN_MAX).
 DRAIN_IDLE, DRAIN_MAX = 0.1, 2.0
@@ -128,8 +131,11 @@ def spool_options(config: ServiceConfig) -> SpoolOptions:
     )
 
 
-def delivery_settings(config: ServiceConfig, spool_path: Path, netwrix: NetwrixConfig) -> DeliverySettings:
-    """What a delivery process of `config` needs, with this process's log settings."""
+def delivery_settings(
+    config: ServiceConfig, spool_path: Path, netwrix: NetwrixConfig, *, shares_lock: bool = False
+) -> DeliverySettings:
+    """What a delivery process of `config` needs, with this process's log settings;
+    `shares_lock`: it is given the spool's lock to hold too."""
     level, log_format = current_settings()
     return DeliverySettings(
         spool_path=spool_path,
@@ -139,6 +145,7 @@ def delivery_settings(config: ServiceConfig, spool_path: Path, netwrix: NetwrixC
         shutdown_timeout=config.shutdown_timeout,
         log_level=level,
         log_format=log_format,
+        shares_lock=shares_lock,
     )
 
 
@@ -187,6 +194,7 @@ class Service:
         self._disk_full = False  # the failure is "disk full": attempts write what fits (`_fitting`)
         self._reopen = False  # open a new connection before the next attempt
         self._state_file: StateFile | None = None
+        self._lock: SpoolLock | None = None
         self._reserve: Reserve | None = None
         self._checkpointed = 0.0
         self._reserve_checked = 0.0
@@ -328,6 +336,10 @@ class Service:
     async def _start(self) -> None:
         config = self.config
         ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, config)
+        # One service per spool (ingestor.spool_lock); a killed one's delivery process may still
+        # be flushing: give it its shutdown timeout and a little more to end.
+        self._lock = SpoolLock(self.spool_path)
+        await self._in_db(self._lock.acquire, config.shutdown_timeout + LOCK_WAIT_EXTRA)
         # A damaged spool (or one whose WAL lost commits) is salvaged into a fresh file first.
         self.spool, salvaged, _ = await self._in_db(open_checked, self.spool_path, spool_options(config))
         if salvaged is not None:
@@ -387,9 +399,12 @@ class Service:
             await source.start()
             self.sources.append(source)
             log.info("listening on %s://%s:%d", listener.scheme, listener.host, source.port)
-        settings = delivery_settings(config, self.spool_path, self.netwrix)
-        self.delivery = DeliveryProcess(settings, on_request=self.metrics.observe_request)
+        settings = delivery_settings(config, self.spool_path, self.netwrix, shares_lock=True)
+        self.delivery = DeliveryProcess(settings, on_request=self.metrics.observe_request, lock_fd=self._lock_fd())
         await self.delivery.start()
+
+    def _lock_fd(self) -> int | None:
+        return self._lock.fd if self._lock is not None else None
 
     def _after_open(self) -> None:
         """(Spool thread.) The state file, the disk reserve, and a warning when the spool's
@@ -828,7 +843,7 @@ class Service:
             if self.host.delivery_state != "restarting":
                 log.error("the delivery process ended (exit code %s); starting a new one", code)
             self.host.delivery_state = "restarting"
-            fresh = DeliveryProcess(delivery.settings, on_request=self.metrics.observe_request)
+            fresh = DeliveryProcess(delivery.settings, on_request=self.metrics.observe_request, lock_fd=self._lock_fd())
             await fresh.start()
             self.delivery = fresh
             self.host.delivery_restarts += 1
@@ -977,6 +992,8 @@ class Service:
             self.spool = None
         if self._state_file is not None:
             self._state_file.close()
+        if self._lock is not None:
+            self._lock.release()
         self._db.shutdown(wait=True)
         if self._metrics_server is not None:
             self._metrics_server.should_exit = True

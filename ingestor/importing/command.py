@@ -179,11 +179,21 @@ def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO)
     from ..deliverer import DeliveryProcess
     from ..errors import StartupError
     from ..service import delivery_settings
+    from ..spool_lock import SpoolLock
 
-    settings = delivery_settings(config, spool_path, config.netwrix)
+    # Only where no service runs on this spool: two delivery processes would send records twice.
+    lock = SpoolLock(spool_path)
+    try:
+        lock.acquire(0, purpose="nwsyslog import --direct")
+    except StartupError as exc:
+        raise StartupError(
+            f"{exc}. The records are imported into the spool; the running service delivers them (--direct is "
+            "for when no service runs)"
+        ) from None
+    settings = delivery_settings(config, spool_path, config.netwrix, shares_lock=True)
 
     async def deliver() -> None:
-        process = DeliveryProcess(settings)
+        process = DeliveryProcess(settings, lock_fd=lock.fd)
         await process.start()
         try:
             while True:
@@ -200,7 +210,10 @@ def _deliver(config: ServiceConfig, spool: Spool, spool_path: Path, out: TextIO)
 
     spool.refresh()
     print(f"delivering {spool.records:,} spooled records to {config.netwrix.write_url}", file=out)
-    asyncio.run(deliver())
+    try:
+        asyncio.run(deliver())
+    finally:
+        lock.release()
     print("delivered: the spool is empty", file=out)
 
 

@@ -496,6 +496,57 @@ def test_spool_salvage_on_demand(tmp_path: Path) -> None:
         assert s.records == int(m.group(1))
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process runs (an orphan that ended may stay a zombie where nothing reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_one_service_per_spool_and_a_restart_after_kill_9_waits_for_the_old_delivery_process(
+    tmp_path: Path,
+) -> None:
+    """A second service on a spool a live one uses exits at start, naming it (two would send
+    every record twice); a start right after kill -9 waits until the killed service's delivery
+    process (it outlives it, flushing) has ended, and only then opens the spool."""
+    spool = tmp_path / "spool.db"
+    with emulator(down=True) as server:
+        tcp, mport = free_port(), free_port()
+        cfg = write_config(tmp_path / "c.yaml", spool, server.base_url, tcp, mport)
+        first = subprocess.Popen([*SERVICE, str(cfg)], stderr=subprocess.PIPE, cwd=ROOT)
+        try:
+            wait_for(lambda: ready(mport)[0] == 200, 60, "the service")
+            delivery = [int(p) for p in subprocess.run(["pgrep", "-P", str(first.pid)], capture_output=True,
+                                                       text=True).stdout.split()]  # fmt: skip
+            assert delivery, "the delivery process"
+            cfg2 = write_config(tmp_path / "c2.yaml", spool, server.base_url, free_port(), free_port(),
+                                shutdown_timeout=0)  # fmt: skip
+            second = subprocess.run([*SERVICE, str(cfg2)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+            assert second.returncode != 0 and "Traceback" not in second.stderr
+            assert f"another nwsyslog process (pid {first.pid}, a service)" in second.stderr, second.stderr
+            # Records for the delivery process to be retrying when its service dies.
+            sender = Sender(tcp, range(2000))
+            sender.start()
+            sender.join(60)
+            wait_for(lambda: metric(mport, "nwsyslog_spool_depth") == 2000, 60, "everything spooled")
+        finally:
+            first.kill()
+            first.wait()
+            assert first.stderr is not None
+            first.stderr.close()
+        # The killed service's delivery process is still flushing; a new start waits for it.
+        assert any(_alive(pid) for pid in delivery)
+        third = subprocess.Popen([*SERVICE, str(cfg)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            wait_for(lambda: ready(mport)[0] == 200, 60, "the new service")
+            assert not any(_alive(pid) for pid in delivery), "started beside the old one"
+        finally:
+            third.send_signal(signal.SIGTERM)
+            _, err = third.communicate(timeout=30)
+        assert "is in use by another nwsyslog process" in err and "has ended; its delivery process" in err, err
+
+
 # --- kill -9 -----------------------------------------------------------------------------------
 
 
