@@ -353,6 +353,7 @@ class RuleSet:
     _by_mnemonic: dict[str, _Candidates] = field(init=False, repr=False)
     _by_program: dict[str, _Candidates] = field(init=False, repr=False)
     _rest: _Candidates = field(init=False, repr=False)
+    _headerless: _Candidates = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
     _pairs: dict[tuple[int, int, str | None], _Candidates] = field(init=False, repr=False)
 
@@ -373,6 +374,19 @@ class RuleSet:
         self._rest = self._candidates(rest)
         self._by_mnemonic = {k: self._candidates(v, rest) for k, v in by_mnemonic.items()}
         self._by_program = {k: self._candidates(v, rest) for k, v in by_program.items()}
+        # A line with no header at all (other tools' test data, a program's own log file, a
+        # relay that strips it): no program to look up, so every rule keyed on a program is a
+        # candidate, in file order, the rules keyed on neither too.
+        # The rules keyed on neither come first: written for any program, they read such a line as
+        # they would with its header (a PAM line of any service), where a program's own rule
+        # may rely on its program being the one it names.
+        general = self._candidates(rest)
+        # (A program's rule with no literal to require is left out: its regex is loose because
+        # its program is the filter, and it would run on every such line.)
+        keyed = self._candidates(
+            [r for r in self.rules if r.programs and not r.mnemonics and (r.literal or r.literals)]
+        )
+        self._headerless = _Candidates(general.rules + keyed.rules, general.literals + keyed.literals)
         self._pairs = {}
 
     def _candidates(self, *lists: Iterable[Rule], exact: str | None = None) -> _Candidates:
@@ -413,9 +427,14 @@ class RuleSet:
             bare = self._by_mnemonic.get(mnemonic.rpartition("-")[2])  # rules written for any FAC-SEV
             if bare is not None:
                 by_mnemonic = bare if by_mnemonic is None else self._merged(by_mnemonic, bare, exact)
-        by_program = self._by_program.get(message.program) if message.program else None
+        program = message.program
+        by_program = self._by_program.get(program) if program else None
         if by_mnemonic is None:
-            return by_program if by_program is not None else self._rest
+            if by_program is not None:
+                return by_program
+            if program is None and message.timestamp is None and message.hostname is None:
+                return self._headerless
+            return self._rest
         if by_program is None:
             return by_mnemonic
         return self._merged(by_mnemonic, by_program, exact)
@@ -437,10 +456,12 @@ class RuleSet:
             if alternatives and not any(map(_contains, repeat(text), alternatives)):
                 continue
             regex = rule.regex
-            if regex is None:
-                return Match(rule, message)
-            m = regex.search(text, 0, MAX_REGEX_INPUT)
-            if m is not None:
+            m = regex.search(text, 0, MAX_REGEX_INPUT) if regex is not None else None
+            if regex is None or m is not None:
+                if message.program is None and rule.programs:
+                    # A headerless line a program's rule recognised: the program is the rule's
+                    # (its first), so that templates naming {program} can render.
+                    message.program = rule.spec.match.program[0]
                 return Match(rule, message, m)
         return None
 

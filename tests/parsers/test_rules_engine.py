@@ -281,3 +281,29 @@ def test_the_candidate_cache_stays_bounded_whatever_mnemonics_arrive():
     for i in range(500):
         rules.match(message(f"<189>1: *Mar  1 00:00:00.000: %X{i}-5-CONFIG_I: Configured from console by bob"))
     assert len(rules._pairs) <= 2
+
+
+def test_a_line_without_any_header_is_read_by_the_rules_of_every_program() -> None:
+    """Other tools' test data and programs' own log files often hold the bare message: no
+    program to look up, so a program's rules are tried too (after the general ones), and the
+    program a match implies is the rule's first."""
+    from parsers.rules.loader import load_ruleset
+
+    ruleset = load_ruleset()
+    bare = parse_syslog(b"Failed password for invalid user admin from 192.0.2.9 port 4242 ssh2")
+    match = ruleset.match(bare)
+    assert match is not None and match.rule.id.startswith("linux.sshd.") and bare.program == "sshd"
+    record = match.render()
+    assert (record.Who, record.Action, record.Workstation) == ("admin", Action.FAILED_LOGON, "192.0.2.9")
+    # A PAM line of any service is the general rule's, not the su rule's that sees only su.
+    pam = parse_syslog(
+        b"pam_unix(cockpit:auth): authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=192.0.2.1 user=jeff"
+    )
+    pam_match = ruleset.match(pam)
+    assert pam_match is not None and pam_match.rule.id == "linux.pam.auth_failure"
+    assert pam_match.render().Who == "jeff"
+    # A line with a header keeps its program's candidates only.
+    tagged = parse_syslog(
+        b"Mar  1 10:00:00 web1 cron[4]: Failed password for invalid user admin from 192.0.2.9 port 1 ssh2"
+    )
+    assert ruleset.match(tagged) is None and tagged.program == "cron"
