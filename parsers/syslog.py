@@ -245,6 +245,15 @@ _INNER_PRI = re.compile(
 _FACILITY_LEVEL = re.compile(
     _FAC_WORD + r"(?:\|" + _FAC_WORD.replace("?P<fac>", "?:") + r")?[|.:]" + _LEVEL_WORD + r"\s+(?=\S)", re.IGNORECASE
 )
+# A log level where a headerless line's program tag would be ("error: maximum authentication
+# attempts exceeded ..." from sshd's stderr, Dovecot's own log file "May 31 09:43:57 Info:
+# pop3-login: ...", socklog's "auth.info: Invalid user ..."): the text's first word, not a program.
+_LEVEL_TAG = re.compile(
+    r"(?:" + _FAC_WORD + r"[.|])?" + _LEVEL_WORD + r"|debug[1-3]|warning|notice|fatal", re.IGNORECASE
+)
+# daemontools/runit's TAI64N label before a line ("@4000000046388fdf39cef14c Invalid user ..."):
+# 2**62 + TAI seconds, then nanoseconds, in hex.
+_TAI64N = re.compile(r"@(4[0-9a-f]{15})([0-9a-f]{8})(?=\s)")
 # Solaris syslogd's message id before the text: "sshd[20247]: [ID 800047 auth.notice] Failed ...".
 _SOLARIS_MSGID = re.compile(r"\[ID \d+ (?P<fac>[a-z0-9]+)\.(?P<level>[a-z]+)\] ?", re.IGNORECASE)
 # "prog[pid] text" with no colon (ProFTPD's and some daemons' own log files).
@@ -647,6 +656,12 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
                     _set_facility_level(msg, m["fac"], m["level"])
                 pos = m.end()
                 continue
+        if line.startswith("@4", pos) and (m := _TAI64N.match(line, pos)) is not None:
+            seconds = int(m.group(1), 16) - 2**62 - 10  # TAI is 10 s ahead of UTC at the epoch
+            msg.timestamp = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=int(m.group(2), 16) // 1000)
+            msg.year_given = True
+            pos = m.end()
+            continue
         m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
         if m is not None and m.re is _BSD_TS and m["tz"] and not (cisco_style or m["mark"]) and _zone(m["tz"]) is None:
             m = _BSD_TS_NO_WORD_ZONE.match(line, pos)  # "Jan 11 22:33:44 su: ...": "su" is the tag
@@ -717,7 +732,23 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             if tag is not None and not rest.startswith(" ", tag.end()):
                 tag = None
         # After a Cisco-style header only "name[pid]:" is a program (IOS-XR's "snmpd[1002]:").
-        if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
+        if (
+            tag is not None
+            and not host_seen
+            and not tag.group("pid")
+            and not cisco_style
+            and _LEVEL_TAG.fullmatch(tag.group("prog")) is not None
+        ):
+            # A level, with no host before it: the text starts here (the rules engine reads a
+            # line with no program and no host as headerless). A facility.level pair is the
+            # priority, not text ("auth.info: Invalid user ..."); a bare level is the program's
+            # own prefix ("error: maximum ...") and stays.
+            level = _LEVEL_TAG.fullmatch(tag.group("prog"))
+            if level is not None and level["fac"] is not None:
+                _set_facility_level(msg, level["fac"], level["level"])
+                rest = rest[tag.end() :].lstrip(" ")
+            tag = None
+        elif tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
             rest = rest[tag.end() :].lstrip(" ")

@@ -432,7 +432,9 @@ class RuleSet:
         if by_mnemonic is None:
             if by_program is not None:
                 return by_program
-            if program is None and message.timestamp is None and message.hostname is None:
+            if program is None and message.hostname is None:
+                # No program and no host (a timestamp alone does not make a header: Dovecot's
+                # own log file, socklog's stamps).
                 return self._headerless
             return self._rest
         if by_program is None:

@@ -687,3 +687,36 @@ def test_an_rfc5424_message_written_without_its_pri_and_version_reads_as_rfc5424
     # The usual ISO file line is not taken for one.
     plain = parse_syslog(b"2022-02-24T21:00:42Z h1 sshd[7]: - - hello", received_at=RECEIVED)
     assert (plain.program, plain.pid, plain.text) == ("sshd", "7", "- - hello")
+
+
+@pytest.mark.parametrize(
+    ("line", "text", "facility", "severity"),
+    [
+        # sshd's stderr kept in a file (SSHGuard's parser tests): "error:" is sshd's own prefix.
+        ("error: maximum authentication attempts exceeded for root from 192.0.2.1 port 4919 [preauth]",
+         "error: maximum authentication attempts exceeded for root from 192.0.2.1 port 4919 [preauth]", None, None),
+        # Dovecot's own log file: a time, then the level.
+        ("May 31 09:43:57 Info: pop3-login: Aborted login (1 authentication attempts): user=<u>",
+         "Info: pop3-login: Aborted login (1 authentication attempts): user=<u>", None, None),
+        # socklog: the priority as words, which is not text.
+        ("2015-05-27T04:31:27.46667 auth.info: Invalid user admin from 192.0.2.1",
+         "Invalid user admin from 192.0.2.1", 4, 6),
+    ],
+)  # fmt: skip
+def test_a_level_where_a_program_tag_would_be_is_not_a_program(line, text, facility, severity):
+    msg = parse_syslog(line.encode(), received_at=RECEIVED)
+    assert (msg.program, msg.hostname, msg.text) == (None, None, text)
+    assert (msg.facility, msg.severity) == (facility, severity)
+
+
+def test_a_level_word_after_a_hostname_is_still_that_hosts_program():
+    msg = parse_syslog(b"Mar  1 10:00:00 host1 error: disk full", received_at=RECEIVED)
+    assert (msg.hostname, msg.program, msg.text) == ("host1", "error", "disk full")
+
+
+def test_a_tai64n_label_is_the_lines_time():
+    # daemontools/runit's multilog label (SSHGuard's parser tests): 2**62 + TAI seconds, nanoseconds.
+    msg = parse_syslog(b"@4000000046388fdf39cef14c Invalid user bruteforce from 192.0.2.52", received_at=RECEIVED)
+    seconds, nanos = 0x46388FDF - 10, 0x39CEF14C
+    assert msg.timestamp == datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
+    assert msg.text == "Invalid user bruteforce from 192.0.2.52"
