@@ -737,18 +737,20 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             and not host_seen
             and not tag.group("pid")
             and not cisco_style
-            and _LEVEL_TAG.fullmatch(tag.group("prog")) is not None
+            and (level := _LEVEL_TAG.fullmatch(tag.group("prog"))) is not None
         ):
             # A level, with no host before it: the text starts here (the rules engine reads a
             # line with no program and no host as headerless). A facility.level pair is the
-            # priority, not text ("auth.info: Invalid user ..."); a bare level is the program's
-            # own prefix ("error: maximum ...") and stays.
-            level = _LEVEL_TAG.fullmatch(tag.group("prog"))
-            if level is not None and level["fac"] is not None:
-                _set_facility_level(msg, level["fac"], level["level"])
-                rest = rest[tag.end() :].lstrip(" ")
+            # priority, not text; socklog writes the program after it ("auth.info: sshd[30993]:
+            # Invalid user ..."). A bare level is the program's own prefix ("error: maximum ...").
             tag = None
-        elif tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
+            if level["fac"] is not None:
+                _set_facility_level(msg, level["fac"], level["level"])
+                rest = rest[len(level.group(0)) + 1 :].lstrip(" ")
+                tag = _TAG.match(rest)
+                if tag is not None and _LEVEL_TAG.fullmatch(tag.group("prog")) is not None:
+                    tag = None
+        if tag is not None and not tag.group("prog").isdigit() and (not cisco_style or tag.group("pid")):
             msg.program = tag.group("prog")
             msg.pid = tag.group("pid") or None
             rest = rest[tag.end() :].lstrip(" ")

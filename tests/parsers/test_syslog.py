@@ -709,6 +709,14 @@ def test_a_level_where_a_program_tag_would_be_is_not_a_program(line, text, facil
     assert (msg.facility, msg.severity) == (facility, severity)
 
 
+def test_socklogs_priority_words_before_a_program_tag_are_the_priority():
+    msg = parse_syslog(
+        b"2015-05-27T04:31:28.10040 auth.info: sshd[30993]:  Invalid user a from 192.0.2.4", received_at=RECEIVED
+    )
+    assert (msg.program, msg.pid, msg.facility, msg.severity) == ("sshd", "30993", 4, 6)
+    assert msg.text == "Invalid user a from 192.0.2.4"
+
+
 def test_a_level_word_after_a_hostname_is_still_that_hosts_program():
     msg = parse_syslog(b"Mar  1 10:00:00 host1 error: disk full", received_at=RECEIVED)
     assert (msg.hostname, msg.program, msg.text) == ("host1", "error", "disk full")
