@@ -660,8 +660,10 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             seconds = int(m.group(1), 16) - 2**62 - 10  # TAI is 10 s ahead of UTC at the epoch
             msg.timestamp = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=int(m.group(2), 16) // 1000)
             msg.year_given = True
-            pos = m.end()
-            continue
+            # multilog writes the service's own output after it: no host, no program tag.
+            msg.text = line[m.end() :].lstrip(" \t")
+            _split_mnemonic(msg, msg.text)
+            return
         m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
         if m is not None and m.re is _BSD_TS and m["tz"] and not (cisco_style or m["mark"]) and _zone(m["tz"]) is None:
             m = _BSD_TS_NO_WORD_ZONE.match(line, pos)  # "Jan 11 22:33:44 su: ...": "su" is the tag

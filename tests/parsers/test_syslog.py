@@ -728,3 +728,13 @@ def test_a_tai64n_label_is_the_lines_time():
     seconds, nanos = 0x46388FDF - 10, 0x39CEF14C
     assert msg.timestamp == datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
     assert msg.text == "Invalid user bruteforce from 192.0.2.52"
+
+
+def test_after_a_tai64n_label_the_service_output_has_no_program_tag():
+    # multilog keeps a service's own output: "Disconnecting:" is sshd's text, not a program.
+    msg = parse_syslog(b"@4000000046388fec08a8f11c Disconnecting: Too many authentication failures for x")
+    assert (msg.program, msg.hostname, msg.text) == (
+        None,
+        None,
+        "Disconnecting: Too many authentication failures for x",
+    )
