@@ -251,6 +251,22 @@ _FACILITY_LEVEL = re.compile(
 _LEVEL_TAG = re.compile(
     r"(?:" + _FAC_WORD + r"[.|])?" + _LEVEL_WORD + r"|debug[1-3]|warning|notice|fatal", re.IGNORECASE
 )
+# loghub's supercomputer logs (Thunderbird, Liberty, Spirit): "- 1131566461 2005.11.09 dn228 Nov 9
+# 12:01:01 dn228/dn228 crond(pam_unix)[2915]: ..." (an alert tag, epoch, date and node before the
+# syslog line, whose host is written node/node or src@node): read as "Nov 9 2005 12:01:01 dn228 ...".
+_LOGHUB_SC = re.compile(
+    r"(?:-|[A-Z][A-Z_]*) \d{9,10} (?P<y>\d{4})\.\d\d\.\d\d (?P<node>\S+) "
+    r"(?P<md>[A-Z][a-z]{2} {1,2}\d{1,2}) (?P<t>\d\d:\d\d:\d\d) \S+[/@]\S+ "
+)
+_LOGHUB_SC_START = frozenset("-ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Apple System Log's text form (syslog -F raw / asl.conf file output, as OSSEC's macOS samples
+# keep it): "[Time 2006.12.28 15:54:03 UTC] [Facility auth] [Sender sshd] [PID 483] [Message
+# TEXT] [Level 3] [UID -2] [GID -2] [Host NAME]".
+_ASL = re.compile(
+    r"\[Time (?P<y>\d{4})\.(?P<mo>\d\d)\.(?P<d>\d\d) (?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d) (?P<zone>[^\]\s]*)\]"
+    r" \[Facility (?P<fac>[^\]]*)\] \[Sender (?P<prog>[^\]]*)\] \[PID (?P<pid>-?\d+)\] \[Message (?P<text>.*?)\]"
+    r"(?: \[Level (?P<level>\d)\])?(?: \[(?!Host )\w+ [^\]]*\])*(?: \[Host (?P<host>[^\]]*)\])?(?: \[\w+ [^\]]*\])*\s*$"
+)
 # daemontools/runit's TAI64N label before a line ("@4000000046388fdf39cef14c Invalid user ..."):
 # 2**62 + TAI seconds, then nanoseconds, in hex.
 _TAI64N = re.compile(r"@(4[0-9a-f]{15})([0-9a-f]{8})(?=\s)")
@@ -601,6 +617,31 @@ def _parse_3164(line: str, msg: Message, tz: tzinfo, fast: bool = True) -> None:
         if msg.version == 1:
             return
         msg.timestamp, msg.year_given, msg.parse_error = saved
+    if line[:1] in _LOGHUB_SC_START and (m := _LOGHUB_SC.match(line)) is not None:
+        node = m["node"] if _HOSTNAME.fullmatch(m["node"]) else ""
+        _parse_3164(f"{m['md']} {m['y']} {m['t']} {node} {line[m.end() :]}".replace("  ", " ", 1), msg, tz, fast)
+        return
+    if line.startswith("[Time ") and (m := _ASL.match(line)) is not None:
+        zone = _zone(m["zone"]) or tz
+        try:
+            msg.timestamp = datetime(
+                int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"]), tzinfo=zone
+            )
+        except ValueError:
+            msg.timestamp = None
+        msg.year_given = msg.timestamp is not None
+        msg.hostname = m["host"] or None
+        msg.program = m["prog"] or None
+        pid = m["pid"]
+        msg.pid = None if pid.startswith("-") else pid
+        if m["level"] is not None:
+            msg.severity = int(m["level"])
+        fac = _FACILITY_NUMBER.get(m["fac"].lower())
+        if fac is not None:
+            msg.facility = fac
+        msg.text = m["text"].strip(" ")
+        _split_mnemonic(msg, msg.text)
+        return
     if line[:5] in ("type=", "node=") and (m := _AUDIT_LOG.match(line)) is not None:
         # auditd's own log file: the time is the event's, in epoch seconds; the program "audit"
         # (as journald names the kernel's audit messages), the text the whole record.

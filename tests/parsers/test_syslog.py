@@ -738,3 +738,36 @@ def test_after_a_tai64n_label_the_service_output_has_no_program_tag():
         None,
         "Disconnecting: Too many authentication failures for x",
     )
+
+
+def test_apple_system_logs_text_form_gives_time_host_program_priority_and_text():
+    # OSSEC's macOS samples (docs/log_samples/osx/asl.rst).
+    line = (
+        b"[Time 2006.12.28 15:53:55 UTC] [Facility auth] [Sender sshd] [PID 483] [Message error: PAM: Authentication"
+        b" failure for username from 192.0.2.2] [Level 3] [UID -2] [GID -2] [Host Hostname]"
+    )
+    msg = parse_syslog(line, received_at=RECEIVED)
+    assert msg.timestamp == datetime(2006, 12, 28, 15, 53, 55, tzinfo=UTC)
+    assert (msg.hostname, msg.program, msg.pid, msg.facility, msg.severity) == ("Hostname", "sshd", "483", 4, 3)
+    assert msg.text == "error: PAM: Authentication failure for username from 192.0.2.2"
+
+
+@pytest.mark.parametrize(
+    ("line", "host"),
+    [
+        (b"- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: "
+         b"session closed for user root", "dn228"),
+        (b"- 1131566461 2005.11.09 eadmin1 Nov 9 12:01:01 src@eadmin1 crond(pam_unix)[4307]: "
+         b"session closed for user root", "eadmin1"),
+    ],
+)  # fmt: skip
+def test_loghubs_supercomputer_prefix_gives_the_syslog_line_with_its_year(line, host):
+    # logpai/loghub Thunderbird/Thunderbird_2k.log: alert tag, epoch, date and node before the line.
+    msg = parse_syslog(line, received_at=RECEIVED)
+    assert msg.timestamp == datetime(2005, 11, 9, 12, 1, 1, tzinfo=UTC)
+    assert (msg.hostname, msg.program, msg.pid) == (
+        host,
+        "crond(pam_unix)",
+        line.split(b"[")[1].split(b"]")[0].decode(),
+    )
+    assert msg.text == "session closed for user root"
