@@ -513,7 +513,9 @@ def test_one_service_per_spool_and_a_restart_after_kill_9_waits_for_the_old_deli
     spool = tmp_path / "spool.db"
     with emulator(down=True) as server:
         tcp, mport = free_port(), free_port()
-        cfg = write_config(tmp_path / "c.yaml", spool, server.base_url, tcp, mport)
+        # A flush long enough that the next start (a new interpreter, slow on a loaded machine)
+        # surely begins while the killed service's delivery process is still at it.
+        cfg = write_config(tmp_path / "c.yaml", spool, server.base_url, tcp, mport, shutdown_timeout=15)
         first = subprocess.Popen([*SERVICE, str(cfg)], stderr=subprocess.PIPE, cwd=ROOT)
         try:
             wait_for(lambda: ready(mport)[0] == 200, 60, "the service")

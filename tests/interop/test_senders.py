@@ -348,7 +348,7 @@ def test_rsyslog_with_the_deploy_snippet_as_shipped(target: Target, tmp_path: Pa
 # a Linux host, and rsyslog's RFC 3164 parser mangles them.
 SYSLOG_SHAPE = re.compile(
     r"(?:<\d{1,3}>)?(?:1 \S+ \S+ \S+ "
-    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [^\s:|]+:"
+    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^\s:]+ [^\s:|]+:"
     r"|\d{4}-\d\d-\d\dT\S+ \S+ [^\s:]+:)"
 )
 
