@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from operator import contains as _contains
 from typing import Any, NamedTuple
@@ -356,6 +356,8 @@ class RuleSet:
     _headerless: _Candidates = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
     _pairs: dict[tuple[int, int, str | None], _Candidates] = field(init=False, repr=False)
+    casefold: bool = False  # the rules match case-insensitively (see `_lowercase`)
+    _folded: RuleSet | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         by_mnemonic: dict[str, list[Rule]] = {}
@@ -445,9 +447,22 @@ class RuleSet:
         """Rules that could apply to `message`, in file order."""
         return self._lookup(message).rules
 
+    def _lowercase(self) -> RuleSet:
+        """The rules keyed on a Cisco mnemonic, matching case-insensitively: for messages some
+        pipeline lower-cased whole (`%sys-5-config_i: configured from console by ...`), which no
+        device writes and other tools' test data holds. Built on first use."""
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = RuleSet(tuple(_folded(r) for r in self.rules if r.mnemonics), casefold=True)
+        return folded
+
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
         text = message.text
+        mnemonic = message.mnemonic
+        if mnemonic is not None and not self.casefold and mnemonic.islower():
+            # No device writes a lower-case mnemonic: a lower-cased line (see `_lowercase`).
+            return self._lowercase().match(message)
         rules, literals = self._lookup(message)
         # operator.contains over repeat(text): a plain C call per literal, where the bound
         # text.__contains__ wrapper builds an argument tuple per call (~25% of the scan).
@@ -466,6 +481,21 @@ class RuleSet:
                     message.program = rule.spec.match.program[0]
                 return Match(rule, message, m)
         return None
+
+
+def _folded(rule: Rule) -> Rule:
+    """`rule` matching a lower-cased message: keys, literals and regex without case."""
+    regex = rule.regex
+    folded = replace(
+        rule,
+        mnemonics=frozenset(m.lower() for m in rule.mnemonics),
+        programs=frozenset(p.lower() for p in rule.programs),
+        contains=tuple(c.lower() for c in rule.contains),
+        regex=re.compile(regex.pattern, regex.flags | re.IGNORECASE) if regex is not None else None,
+    )
+    object.__setattr__(folded, "literal", rule.literal.lower() if rule.literal else rule.literal)
+    object.__setattr__(folded, "literals", tuple(x.lower() for x in rule.literals))
+    return folded
 
 
 def _mnemonic_in(mnemonic: str | None, wanted: frozenset[str]) -> bool:

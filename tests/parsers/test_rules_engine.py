@@ -276,6 +276,20 @@ def test_a_family_condition_holds_only_for_that_family():
     assert rules.match(message('<189>1: %SEC-6-605005: Login permitted for user "ann"')) is None  # family ios
 
 
+def test_a_line_some_pipeline_lower_cased_whole_still_meets_its_cisco_rule():
+    """No device writes `%sys-5-config_i: configured from ...`; a SIEM's normalizer does. Its
+    keys, literals and regex are matched without case, and the captured values kept as sent."""
+    rules = ruleset(SPECIFIC)
+    lowered = "<189>1: *mar  1 00:00:00.000: %mgbl-sys-5-config_i : configured from console by Bob.Smith"
+    match = rules.match(message(lowered))
+    assert match is not None and match.rule.id == "xr.config_i" and match.render().Who == "Bob.Smith"
+    assert rules.match(message('<166>%asa-6-605005: login permitted for user "ann"')).render().Who == "ann"
+    # The case-blind rules are only for lower-cased lines: an upper-case text keeps its rule's case.
+    assert rules.match(message('<166>%ASA-6-605005: LOGIN PERMITTED FOR USER "ann"')) is None
+    assert rules.match(message("<189>1: *Mar  1 00:00:00.000: %SYS-5-CONFIG_I: CONFIGURED FROM CONSOLE BY A")) is None
+    assert rules.match(message("<189>1: *mar  1 00:00:00.000: %sys-5-fan_ok: fan")) is None
+
+
 def test_the_candidate_cache_stays_bounded_whatever_mnemonics_arrive():
     rules = ruleset(SPECIFIC)
     for i in range(500):
