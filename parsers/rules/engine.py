@@ -358,6 +358,7 @@ class RuleSet:
     _pairs: dict[tuple[int, int, str | None], _Candidates] = field(init=False, repr=False)
     casefold: bool = False  # the rules match case-insensitively (see `_lowercase`)
     _folded: RuleSet | None = field(init=False, repr=False, default=None)
+    _unfolded: dict[int, Rule] = field(init=False, repr=False, default_factory=dict)  # twin -> rule
 
     def __post_init__(self) -> None:
         by_mnemonic: dict[str, list[Rule]] = {}
@@ -453,7 +454,9 @@ class RuleSet:
         device writes and other tools' test data holds. Built on first use."""
         folded = self._folded
         if folded is None:
-            folded = self._folded = RuleSet(tuple(_folded(r) for r in self.rules if r.mnemonics), casefold=True)
+            twins = {r: _folded(r) for r in self.rules if r.mnemonics}
+            self._unfolded = {id(twin): rule for rule, twin in twins.items()}
+            folded = self._folded = RuleSet(tuple(twins.values()), casefold=True)
         return folded
 
     def match(self, message: Message) -> Match | None:
@@ -462,7 +465,10 @@ class RuleSet:
         mnemonic = message.mnemonic
         if mnemonic is not None and not self.casefold and mnemonic.islower():
             # No device writes a lower-case mnemonic: a lower-cased line (see `_lowercase`).
-            return self._lowercase().match(message)
+            found = self._lowercase().match(message)
+            if found is not None:
+                found.rule = self._unfolded[id(found.rule)]  # the rule as loaded: its id, metrics
+            return found
         rules, literals = self._lookup(message)
         # operator.contains over repeat(text): a plain C call per literal, where the bound
         # text.__contains__ wrapper builds an argument tuple per call (~25% of the scan).

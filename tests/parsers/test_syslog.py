@@ -150,6 +150,26 @@ def test_bom_is_stripped_from_rfc5424_text():
     assert msg.text == "hello"
 
 
+def test_rfc5424s_own_examples_write_the_bom_as_letters():
+    """RFC 5424 section 6.5 prints the byte order mark as "BOM"; test suites copy it verbatim."""
+    su = parse_syslog(
+        b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
+        b"BOM'su root' failed for lonvick on /dev/pts/8"
+    )
+    assert su.text == "'su root' failed for lonvick on /dev/pts/8"
+    event = parse_syslog(b"<165>1 2003-10-11T22:14:15.003Z h evntslog - ID47 - BOMAn application event log entry")
+    assert event.text == "An application event log entry"
+    # A word that merely begins with the letters stays whole, and RFC 3164 text is not touched.
+    assert parse_syslog(b"<165>1 2003-10-11T22:14:15Z h a - - - BOMbay").text == "BOMbay"
+    assert parse_syslog(b"<165>1 2003-10-11T22:14:15Z h a - - - BOM").text == "BOM"
+    assert parse_syslog(b"<13>Oct 11 22:14:15 h app: BOM'x'").text == "BOM'x'"
+
+
+def test_trailing_blanks_are_not_part_of_the_text():
+    msg = parse_syslog(b"<38>Mar  3 10:00:00 h sshd[1]: Accepted password for alice from 192.0.2.4 port 2 ssh2 \t \r\n")
+    assert msg.text == "Accepted password for alice from 192.0.2.4 port 2 ssh2"
+
+
 def test_missing_year_rolls_back_over_new_year():
     january = datetime(2027, 1, 1, 0, 5, tzinfo=UTC)
     msg = parse_syslog(b"<13>Dec 31 23:59:58 host prog: late", received_at=january)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import yaml
@@ -99,22 +100,32 @@ def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
     rules last, and within each part rules naming the message's full FAC-SEV-MNEMONIC before
     the others), every condition checked as the rule file states it."""
     mnemonic = message.mnemonic
-    order = {id(r): i for i, r in enumerate(ruleset.rules)}
-    ordered = sorted(ruleset.rules, key=lambda r: (r.fallback, mnemonic not in r.mnemonics, order[id(r)]))
+    # A lower-cased Cisco line (an all-lower-case mnemonic): only the rules keyed on a
+    # mnemonic, every key, literal and regex without case.
+    folded = mnemonic is not None and mnemonic.islower()
+    rules = [r for r in ruleset.rules if r.mnemonics] if folded else list(ruleset.rules)
+
+    def keys(values: frozenset[str]) -> set[str]:
+        return {v.lower() for v in values} if folded else set(values)
+
+    order = {id(r): i for i, r in enumerate(rules)}
+    ordered = sorted(rules, key=lambda r: (r.fallback, mnemonic not in keys(r.mnemonics), order[id(r)]))
     for rule in ordered:
-        if rule.programs and message.program not in rule.programs:
+        if rule.programs and message.program not in keys(rule.programs):
             continue
-        if rule.mnemonics and not (
-            mnemonic and (mnemonic in rule.mnemonics or mnemonic.rpartition("-")[2] in rule.mnemonics)
-        ):
+        mnemonics = keys(rule.mnemonics)
+        if mnemonics and not (mnemonic and (mnemonic in mnemonics or mnemonic.rpartition("-")[2] in mnemonics)):
             continue
         if rule.facilities and message.facility not in rule.facilities:
             continue
         if rule.families and message.family not in rule.families:
             continue
-        if rule.contains and not any(c in message.text for c in rule.contains):
+        if rule.contains and not any((c.lower() if folded else c) in message.text for c in rule.contains):
             continue
-        if rule.regex is not None and rule.regex.search(message.text, 0, MAX_REGEX_INPUT) is None:
+        regex = rule.regex
+        if regex is not None and folded:
+            regex = re.compile(regex.pattern, regex.flags | re.IGNORECASE)
+        if regex is not None and regex.search(message.text, 0, MAX_REGEX_INPUT) is None:
             continue
         return rule
     return None
