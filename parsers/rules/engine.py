@@ -375,7 +375,11 @@ class RuleSet:
         n = len(self.rules)
         self._order = {id(rule): i + (2 * n if rule.fallback else 0) for i, rule in enumerate(self.rules)}
         self._rest = self._candidates(rest)
-        self._by_mnemonic = {k: self._candidates(v, rest) for k, v in by_mnemonic.items()}
+        # A full FAC-SEV-MNEMONIC key's list serves only messages with that very mnemonic: its
+        # rules come first there (a bare key, `CONFIG_I`, never equals a message's mnemonic).
+        self._by_mnemonic = {
+            k: self._candidates(v, rest, exact=k if "-" in k else None) for k, v in by_mnemonic.items()
+        }
         self._by_program = {k: self._candidates(v, rest) for k, v in by_program.items()}
         # A line with no header at all (other tools' test data, a program's own log file, a
         # relay that strips it): no program to look up, so every rule keyed on a program is a

@@ -223,3 +223,15 @@ def test_contains_is_checked_unless_every_literal_alternative_implies_it() -> No
     ruleset = spec_ruleset([spec])
     assert ruleset.match(parse_syslog(b"<13>Jan  1 00:00:00 h a[1]: x y", source="192.0.2.1")) is None
     assert ruleset.match(parse_syslog(b"<13>Jan  1 00:00:00 h a[1]: pam_tally", source="192.0.2.1")) is not None
+
+
+def test_a_rule_naming_the_full_mnemonic_wins_over_an_earlier_rule_for_any_message() -> None:
+    # Found by the generated-rules test: with no rule keyed on the bare mnemonic or the program,
+    # the full mnemonic's list was in plain file order.
+    anywhere = {"program": None, "mnemonic": None, "contains": ["x"], "regex": None, "fallback": False}
+    named = {"program": None, "mnemonic": "X-5-Y", "contains": [], "regex": None, "fallback": False}
+    ruleset = spec_ruleset([anywhere, named])
+    message = parse_syslog(b"<13>Jan  1 00:00:00 h a[1]: %X-5-Y: x", source="192.0.2.1")
+    match = ruleset.match(message)
+    assert match is not None and match.rule.id == "r1"
+    assert linear_match(ruleset, message) is match.rule
