@@ -200,6 +200,7 @@ class Service:
         self._reserve_checked = 0.0
         self._stopping = False
         self._stash_files: list[Path] = []  # an earlier run's unwritten records, until committed
+        self._inserted = 0  # the spool's counts.inserted after the last commit seen to succeed
         self.metrics = Metrics(
             Readings(
                 sources=lambda: [(s.kind, f"{s.host}:{s.port}", s.stats) for s in self.sources],
@@ -410,7 +411,17 @@ class Service:
         """(Spool thread.) The state file, the disk reserve, and a warning when the spool's
         filesystem cannot hold a full spool."""
         assert self.spool is not None and self._state_file is not None and self._reserve is not None
-        self._unwritten, self._stash_files = unstash(self.spool_path)
+        self._inserted = self.spool.inserted
+        for stashed in unstash(self.spool_path):
+            held = 0 if stashed.since is None else self.spool.already_holds(stashed.since, stashed.records)
+            log.warning(
+                "taking in %d records that an earlier run could not write to the spool (%s)%s",
+                len(stashed.records) - held,
+                stashed.path,
+                f"; {held} more had reached it after all (a commit reported as failed)" if held else "",
+            )
+            self._unwritten.extend(stashed.records[held:])
+            self._stash_files.append(stashed.path)
         self._state_file.write(self.spool.inserted, self.spool.records)
         self._reserve.ensure()
         warning = space_warning(self.spool.path, self.config.spool.max_bytes)
@@ -642,11 +653,21 @@ class Service:
             with contextlib.suppress(sqlite3.Error):
                 spool.close()
             self.spool = spool = fresh
+        held = 0
+        if self._store_error is not None:
+            # A commit that failed may have reached the disk all the same (an fsync error after
+            # its WAL frames were written): its records are then not written again.
+            spool.refresh()
+            held = spool.already_holds(self._inserted, inserts)
+            if held:
+                log.warning("%d records of a commit reported as failed had reached the spool after all", held)
+                inserts = inserts[held:]
         fit = self._fitting(inserts)
         if fit:
             spool.apply(inserts if fit == len(inserts) else inserts[:fit])
         else:
             spool.refresh()
+        self._inserted = spool.inserted
         if self._state_file is not None:
             self._state_file.write(spool.inserted, spool.records)
         now = time.monotonic()
@@ -659,7 +680,7 @@ class Service:
         if now - self._reserve_checked >= RESERVE_CHECK and self._reserve is not None:
             self._reserve_checked = now
             self._reserve.ensure()
-        return fit
+        return held + fit
 
     async def _store_failed(self, exc: BaseException, now: float) -> None:
         self.host.spool_write_failures += 1
@@ -924,8 +945,11 @@ class Service:
                 break
             await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
         if self._unwritten:
-            stashed = stash(self.spool_path, self._unwritten)
+            stashed = stash(self.spool_path, self._unwritten, since=self._inserted)
             if stashed is not None:
+                for path in self._stash_files:  # (what remained of them is in the new file)
+                    path.unlink(missing_ok=True)
+                self._stash_files = []
                 log.error(
                     "%d records could not be written to the spool before the stop (%s): kept in %s; "
                     "the next start takes them in",

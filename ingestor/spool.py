@@ -492,6 +492,25 @@ class Spool:
             cursor.close()
         return out
 
+    def already_holds(self, since: int, pending: Sequence[bytes]) -> int:
+        """How many of `pending`'s first records are already the spool's newest, when `since` is
+        the count of records ever inserted (`inserted`) that the writer last saw committed: a
+        commit reported as failed (an fsync error after its WAL frames were written) can reach
+        the disk anyway, and the next connection's recovery finds it. Found by the count
+        inserted since `since`, and checked record by record: 0 unless every one is equal."""
+        count = self.inserted - since
+        if count <= 0 or count > len(pending):
+            return 0
+        rows: list[list[bytes]] = []
+        held = 0
+        for data, lengths in self._db.execute("SELECT data, lengths FROM records ORDER BY id DESC"):
+            rows.append(_pieces(data, lengths))
+            held += len(rows[-1])
+            if held >= count:
+                break
+        newest = [piece for pieces in reversed(rows) for piece in pieces][-count:]
+        return count if newest == list(pending[:count]) else 0
+
     def stats(self) -> SpoolStats:
         """Counts and sizes, read from the file."""
         records, size = self._tally()

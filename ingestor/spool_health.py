@@ -532,16 +532,31 @@ def _stash_prefix(spool_path: str | Path) -> str:
     return f"nwsyslog-unwritten-{digest}-"
 
 
-def stash(spool_path: str | Path, records: list[bytes]) -> Path | None:
+_STASH_MAGIC = b"NWSTASH1"  # then `since` ("<q", -1: unknown) and the records, each "<I" length + bytes
+
+
+@dataclass(frozen=True)
+class Stashed:
+    """One stash file's records, and `since`: the count of records ever inserted into the spool
+    (`counts.inserted`) after the last commit its run saw succeed (None: unknown), which tells
+    whether a commit reported as failed reached the disk anyway (`Spool.already_holds`)."""
+
+    path: Path
+    records: list[bytes]
+    since: int | None
+
+
+def stash(spool_path: str | Path, records: list[bytes], since: int | None = None) -> Path | None:
     """Write `records` (encoded fragments) to a file of their own outside the spool's
     filesystem, mode 0600; the next start of a service on the same spool takes them in
-    (`unstash`). Returns the file, or None if it could not be written."""
+    (`unstash`). `since`: see `Stashed`. Returns the file, or None if it could not be written."""
     if not records:
         return None
     path = _stash_folder() / f"{_stash_prefix(spool_path)}{time.time_ns()}.records"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
+            f.write(_STASH_MAGIC + struct.pack("<q", -1 if since is None else since))
             for record in records:
                 f.write(struct.pack("<I", len(record)))
                 f.write(record)
@@ -555,27 +570,29 @@ def stash(spool_path: str | Path, records: list[bytes]) -> Path | None:
     return path
 
 
-def unstash(spool_path: str | Path) -> tuple[list[bytes], list[Path]]:
-    """The records an earlier run stashed for the spool at `spool_path` (see `stash`), and the
-    files they came from: delete those once the records are committed."""
-    found: list[bytes] = []
-    files: list[Path] = []
+def unstash(spool_path: str | Path) -> list[Stashed]:
+    """The records earlier runs stashed for the spool at `spool_path` (see `stash`), file by
+    file, oldest first: delete the files once their records are committed."""
+    found: list[Stashed] = []
     for path in sorted(_stash_folder().glob(f"{_stash_prefix(spool_path)}*.records")):
         try:
             data = path.read_bytes()
         except OSError as exc:
             log.error("cannot read %s: %s", path, exc)
             continue
+        since: int | None = None
         pos = 0
-        count = 0
+        if data.startswith(_STASH_MAGIC):  # (an earlier version wrote the records alone)
+            (value,) = struct.unpack_from("<q", data, len(_STASH_MAGIC))
+            since = value if value >= 0 else None
+            pos = len(_STASH_MAGIC) + 8
+        records: list[bytes] = []
         while pos + 4 <= len(data):
             (size,) = struct.unpack_from("<I", data, pos)
             pos += 4
             if pos + size > len(data):
                 break
-            found.append(data[pos : pos + size])
+            records.append(data[pos : pos + size])
             pos += size
-            count += 1
-        files.append(path)
-        log.warning("taking in %d records that an earlier run could not write to the spool (%s)", count, path)
-    return found, files
+        found.append(Stashed(path, records, since))
+    return found

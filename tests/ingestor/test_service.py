@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +32,7 @@ from ingestor.sender import Sender
 from ingestor.service import Service
 from ingestor.sources import Source, udp_drops
 from ingestor.spool import Spool, SpoolStats
+from ingestor.spool_health import _stash_prefix, stash, unstash
 
 SUDO = b"<86>Mar  4 10:00:01 app01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo %d"
 
@@ -156,6 +159,46 @@ def test_records_left_in_the_spool_are_sent_after_a_restart(tmp_path: Path) -> N
                 await until(lambda: service.spool is not None and service.spool.records == 0)
 
     run(scenario())
+
+
+def stashed_record(i: int) -> bytes:
+    return (
+        b"<ActivityRecord><Who>a</Who><Action>Read</Action><What>w%d</What><When>2026-01-01T00:00:00Z</When>"
+        b"<Where>h</Where><ObjectType>o</ObjectType></ActivityRecord>" % i
+    )
+
+
+def test_stashed_records_that_a_failed_commit_had_written_after_all_go_out_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose commit of records 3..7 was reported failed (yet reached the disk) stashed
+    3..11 at its stop: the next start takes in 8..11 only, and deletes the stash file."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with Spool(tmp_path / "spool.db", fmt="xml") as spool:
+        spool.apply(inserts=[stashed_record(i) for i in range(3)])
+        since = spool.inserted
+        spool.apply(inserts=[stashed_record(i) for i in range(3, 8)])
+    held = stash(tmp_path / "spool.db", [stashed_record(i) for i in range(3, 12)], since=since)
+    assert held is not None
+
+    async def scenario() -> None:
+        with EmulatorServer.running(EmulatorSettings()) as emulator:
+            async with running(config(tmp_path, emulator.base_url)) as service:
+                await until(lambda: emulator.emulator.store.total >= 12)
+                await until(lambda: service.spool is not None and service.spool.records == 0)
+                await asyncio.sleep(0.3)
+                assert emulator.emulator.store.total == 12
+                assert not held.exists()
+
+    run(scenario())
+
+
+def test_a_stash_file_of_an_earlier_version_is_taken_in_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = tmp_path / f"{_stash_prefix(tmp_path / 'spool.db')}1.records"
+    old.write_bytes(b"".join(struct.pack("<I", len(r)) + r for r in map(stashed_record, range(4))))
+    (found,) = unstash(tmp_path / "spool.db")
+    assert found.records == [stashed_record(i) for i in range(4)] and found.since is None
 
 
 def test_delivery_runs_in_its_own_process_and_rows_added_behind_its_back_go_out_once(tmp_path: Path) -> None:

@@ -421,3 +421,28 @@ def test_an_import_progress_from_before_inode_and_head_were_kept_reads_and_updat
         spool.import_commit([], file_id=b"\x01", progress=now)
     with Spool(path, fmt="xml") as spool:
         assert spool.import_position(b"\x01") == now
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.lists(st.binary(min_size=1, max_size=6), max_size=6),
+    landed=st.lists(st.binary(min_size=1, max_size=6), min_size=1, max_size=9),
+    later=st.lists(st.binary(min_size=1, max_size=6), max_size=4),
+    row_records=st.integers(1, 4),
+)
+def test_a_commit_that_landed_after_all_is_found_and_no_other(
+    before: list[bytes], landed: list[bytes], later: list[bytes], row_records: int
+) -> None:
+    with Spool(":memory:", fmt="xml") as spool:
+        spool._row_records = row_records
+        spool.apply(inserts=before)
+        since = spool.inserted
+        # Nothing went in since the writer's last good commit: nothing of what it holds is there.
+        assert spool.already_holds(since, landed + later) == 0
+        spool.apply(inserts=landed)  # the commit the writer was told had failed
+        assert spool.already_holds(since, landed + later) == len(landed)
+        # Other records than the writer's, or too few of them to be the commit: not its records.
+        assert spool.already_holds(since, [b"\x00" + r for r in landed] + later) == 0
+        assert spool.already_holds(since, landed[:-1]) == 0
+        if before:
+            assert spool.already_holds(since - 1, [before[-1], *landed]) == len(landed) + 1
