@@ -356,7 +356,6 @@ class RuleSet:
     _headerless: _Candidates = field(init=False, repr=False)
     _order: dict[int, int] = field(init=False, repr=False)
     _pairs: dict[tuple[int, int, str | None], _Candidates] = field(init=False, repr=False)
-    casefold: bool = False  # the rules match case-insensitively (see `_lowercase`)
     _folded: RuleSet | None = field(init=False, repr=False, default=None)
     _unfolded: dict[int, Rule] = field(init=False, repr=False, default_factory=dict)  # twin -> rule
 
@@ -460,19 +459,22 @@ class RuleSet:
         if folded is None:
             twins = {r: _folded(r) for r in self.rules if r.mnemonics}
             self._unfolded = {id(twin): rule for rule, twin in twins.items()}
-            folded = self._folded = RuleSet(tuple(twins.values()), casefold=True)
+            folded = self._folded = RuleSet(tuple(twins.values()))
         return folded
 
     def match(self, message: Message) -> Match | None:
         """The first rule whose conditions hold, or None (unmatched)."""
-        text = message.text
         mnemonic = message.mnemonic
-        if mnemonic is not None and not self.casefold and mnemonic.islower():
+        if mnemonic is not None and mnemonic.islower():
             # No device writes a lower-case mnemonic: a lower-cased line (see `_lowercase`).
-            found = self._lowercase().match(message)
+            found = self._lowercase()._scan(message)
             if found is not None:
                 found.rule = self._unfolded[id(found.rule)]  # the rule as loaded: its id, metrics
             return found
+        return self._scan(message)
+
+    def _scan(self, message: Message) -> Match | None:
+        text = message.text
         rules, literals = self._lookup(message)
         # operator.contains over repeat(text): a plain C call per literal, where the bound
         # text.__contains__ wrapper builds an argument tuple per call (~25% of the scan).
