@@ -440,7 +440,11 @@ class RuleSet:
                 return by_program
             if program is None and message.hostname is None:
                 # No program and no host (a timestamp alone does not make a header: Dovecot's
-                # own log file, socklog's stamps).
+                # own log file, socklog's stamps). A PAM module's line names its service, the
+                # program that wrote it: su's "pam_unix(su:session): ..." is read by su's rules.
+                pam = _PAM_SERVICE.match(message.text)
+                if pam is not None and (own := self._by_program.get(pam[1])) is not None:
+                    return own
                 return self._headerless
             return self._rest
         if by_program is None:
@@ -567,6 +571,7 @@ def _compile_rule(doc: YamlDocument, pack: PackSpec, index: int, spec: RuleSpec)
 
 
 # `(?<name>...)`: how PCRE, .NET and JavaScript name a group; `(?<=` and `(?<!` are lookbehinds.
+_PAM_SERVICE = re.compile(r"pam_\w+\(([\w-]+):\w+\): ")
 _ANGLE_GROUP = re.compile(r"\(\?<(?![=!])")
 _QUOTED_HINT = (
     "; the regex is in double quotes, where YAML reads backslash escapes before the regex sees "

@@ -316,6 +316,11 @@ def test_a_line_without_any_header_is_read_by_the_rules_of_every_program() -> No
     pam_match = ruleset.match(pam)
     assert pam_match is not None and pam_match.rule.id == "linux.pam.auth_failure"
     assert pam_match.render().Who == "jeff"
+    # ... but a PAM line of su's own service is su's: the actor is su's caller, not its target.
+    su = parse_syslog(b"pam_unix(su:session): session opened for user root by phemmer(uid=8129)")
+    su_match = ruleset.match(su)
+    assert su_match is not None and su_match.rule.id.startswith("privileged.su.") and su.program == "su"
+    assert (su_match.render().Who, su_match.render().What) == ("phemmer", "root")
     # A line with a header keeps its program's candidates only.
     tagged = parse_syslog(
         b"Mar  1 10:00:00 web1 cron[4]: Failed password for invalid user admin from 192.0.2.9 port 1 ssh2"
