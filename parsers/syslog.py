@@ -96,6 +96,11 @@ class Message:
     # sync; the 1993 "*Mar  1" of a device that booted without one) or "." (set, but NTP has
     # lost sync); None without one.
     clock_mark: str | None = None
+    # A line with no timestamp whose first word was read as a host or a program tag without a
+    # pid ("phemmer : HOST=...", "login: ...", "[czanik] OK LOGIN"): the line as it came (after
+    # the PRI), which the rules engine reads again as a line with no header when no rule of
+    # that "program" knows it (other tools' test data holds programs' messages bare).
+    unparsed: str | None = None
 
     @property
     def host(self) -> str:
@@ -332,6 +337,8 @@ def parse_syslog(
         msg.parse_error = None  # not really 5424 after all: read it as 3164
     line = data[pos:].decode("utf-8", "replace")
     _parse_3164(line, msg, tz)
+    if msg.timestamp is None and msg.pid is None and msg.mnemonic is None and (msg.hostname or msg.program):
+        msg.unparsed = line.lstrip(" ")
     return msg
 
 

@@ -475,7 +475,21 @@ class RuleSet:
             if found is not None:
                 found.rule = self._unfolded[id(found.rule)]  # the rule as loaded: its id, metrics
             return found
-        return self._scan(message)
+        found = self._scan(message)
+        if found is None and message.unparsed is not None:
+            found = self._rescan_bare(message)
+        return found
+
+    def _rescan_bare(self, message: Message) -> Match | None:
+        """What read as a header may be the message's own first words (see `Message.unparsed`):
+        read the line whole as one with no header; a match keeps that reading (as a headerless
+        match keeps its rule's program), none restores the first."""
+        before = message.text, message.hostname, message.program, message.unparsed
+        message.text, message.hostname, message.program, message.unparsed = message.unparsed or "", None, None, None
+        found = self._scan(message)
+        if found is None:
+            message.text, message.hostname, message.program, message.unparsed = before
+        return found
 
     def _scan(self, message: Message) -> Match | None:
         text = message.text

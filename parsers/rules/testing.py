@@ -62,9 +62,12 @@ def explain(ruleset: RuleSet, line: bytes | str, number: int, options: ExplainOp
     raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape")
     message = parse_syslog(raw, source=options.source, received_at=options.received_at, tz=options.tz)
     head = {"line": number, "header": header_json(message)}
+    unparsed = message.unparsed
     match = ruleset.match(message)
     if match is None:
         return {**head, "unmatched": True}
+    if unparsed is not None and message.unparsed is None:  # read again with no header (`Message.unparsed`)
+        head["header"] = header_json(message)
     try:
         record = match.render(options.defaults)
     except RenderError as exc:

@@ -326,3 +326,26 @@ def test_a_line_without_any_header_is_read_by_the_rules_of_every_program() -> No
         b"Mar  1 10:00:00 web1 cron[4]: Failed password for invalid user admin from 192.0.2.9 port 1 ssh2"
     )
     assert ruleset.match(tagged) is None and tagged.program == "cron"
+
+
+def test_first_words_read_as_a_header_are_read_again_as_the_message_when_no_rule_knows_them() -> None:
+    """A program's message with no header at all can start with words that look like one (sudo's
+    "alice : TTY=...", vsftpd's "[alice] FAIL LOGIN"): when no rule of the would-be program
+    matches, the line is read whole as a line with no header. A line with a timestamp, or a
+    tag with a pid, keeps its header."""
+    from parsers.rules.loader import load_ruleset
+
+    ruleset = load_ruleset()
+    sudo = parse_syslog(b"alice : TTY=pts/1 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id")
+    assert sudo.hostname == "alice" and sudo.unparsed is not None
+    match = ruleset.match(sudo)
+    assert match is not None and match.rule.id == "privileged.sudo.command"
+    assert (match.render().Who, match.render().What) == ("alice", "/usr/bin/id")
+    ftp = parse_syslog(b'[alice] FAIL LOGIN: Client "192.0.2.5"')
+    ftp_match = ruleset.match(ftp)
+    assert ftp_match is not None and ftp_match.render().Action == Action.FAILED_LOGON
+    assert ftp_match.render().Who == "alice"
+    stamped = parse_syslog(b"Mar  1 10:00:00 web1 alice: TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/usr/bin/id")
+    assert stamped.unparsed is None and ruleset.match(stamped) is None
+    with_pid = parse_syslog(b"myapp[7]: alice : TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/usr/bin/id")
+    assert with_pid.unparsed is None and ruleset.match(with_pid) is None

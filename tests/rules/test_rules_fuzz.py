@@ -98,7 +98,9 @@ def test_an_overlong_user_is_cut_to_the_schema_limit() -> None:
 def linear_match(ruleset: RuleSet, message: Message) -> Rule | None:
     """The rule the engine must pick, found the slow way: every rule in file order (fallback
     rules last, and within each part rules naming the message's full FAC-SEV-MNEMONIC before
-    the others), every condition checked as the rule file states it."""
+    the others), every condition checked as the rule file states it. (Called after the engine's
+    match, on the message as that left it: a headerless line with its rule's program, a line
+    read again whole with its new text.)"""
     mnemonic = message.mnemonic
     # A lower-cased Cisco line (an all-lower-case mnemonic): only the rules keyed on a
     # mnemonic, every key, literal and regex without case.
