@@ -37,6 +37,8 @@ FAMILIES: list[tuple[str, str]] = [
     ("cisco-acl-hit", r"%(?:SEC-6-IPACCESSLOG|IPV6_ACL-6-ACCESSLOG)"),
     ("cisco-ips", r"%IPS-4-SIGNATURE"),
     ("cisco-ssh-state", r"%SSH-5-(?:ENABLED|DISABLED)"),
+    ("cisco-ssh-kex", r"%SSH-5-SSH2?_SESSION: SSH2? Session request from"),
+    ("asa-ssh-no-user", r"%(?:ASA|PIX|FWSM)-6-315011: +SSH session from .* for user (\"|')(?:\*+|Unknown)?\1 "),
     ("cisco-fw-session-start", r"%FW-6-SESS_AUDIT_TRAIL_START|SESS_AUDIT_TRAIL: .*Start \S+ session"),
     ("cisco-boot-config", r"%SYS-5-CONFIG_I: Configured from memory by console\s*$"),
     (
