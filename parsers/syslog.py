@@ -337,6 +337,14 @@ def parse_syslog(
         msg.parse_error = None  # not really 5424 after all: read it as 3164
     line = data[pos:].decode("utf-8", "replace")
     _parse_3164(line, msg, tz)
+    if msg.program is not None and msg.program == msg.hostname and msg.pid is None:
+        # "HOST HOST: sshd[1]: ...": a relay that wrote the host twice (a Solaris sample in a
+        # Splunk users' repository); the program tag follows.
+        tag = _TAG.match(msg.text)
+        if tag is not None and not tag.group("prog").isdigit():
+            msg.program, msg.pid = tag.group("prog"), tag.group("pid") or None
+            msg.text = msg.text[tag.end() :].lstrip(" ")
+            _split_mnemonic(msg, msg.text)
     if msg.timestamp is None and msg.pid is None and msg.mnemonic is None and (msg.hostname or msg.program):
         msg.unparsed = line.lstrip(" ")
     return msg
