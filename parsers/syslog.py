@@ -321,6 +321,8 @@ def parse_syslog(
     if year is not None:
         msg.default_year = year
     data = raw.rstrip(b"\r\n\x00 \t")  # trailing blanks carry nothing, and would reach Who
+    if data[:1] == b"\x00":
+        data = data.lstrip(b"\x00")  # a log file's NUL padding after an unclean shutdown
     pos = 0
     m = _PRI.match(data)
     if m is not None:

@@ -802,3 +802,9 @@ def test_a_host_written_twice_is_not_the_program() -> None:
     # A program of another name keeps its text as it is.
     other = parse_syslog(b"<35>Apr 21 15:07:51 sol1 app: sshd: not a tag here")
     assert (other.program, other.text) == ("app", "sshd: not a tag here")
+
+
+def test_nul_padding_before_a_line_is_not_part_of_it() -> None:
+    # A log file a crash left NUL-padded: the next line starts after the padding.
+    msg = parse_syslog(b"\x00\x00\x00Mar  1 10:00:00 web1 sshd[1]: Accepted password for alice from 192.0.2.2")
+    assert (msg.hostname, msg.program, msg.parse_error) == ("web1", "sshd", None)
