@@ -259,11 +259,12 @@ _LEVEL_TAG = re.compile(
 # loghub's supercomputer logs (Thunderbird, Liberty, Spirit): "- 1131566461 2005.11.09 dn228 Nov 9
 # 12:01:01 dn228/dn228 crond(pam_unix)[2915]: ..." (an alert tag, epoch, date and node before the
 # syslog line, whose host is written node/node or src@node): read as "Nov 9 2005 12:01:01 dn228 ...".
+# Quotes of them often leave the alert tag out.
 _LOGHUB_SC = re.compile(
-    r"(?:-|[A-Z][A-Z_]*) \d{9,10} (?P<y>\d{4})\.\d\d\.\d\d (?P<node>\S+) "
+    r"(?:(?:-|[A-Z][A-Z_]*) )?\d{9,10} (?P<y>\d{4})\.\d\d\.\d\d (?P<node>\S+) "
     r"(?P<md>[A-Z][a-z]{2} {1,2}\d{1,2}) (?P<t>\d\d:\d\d:\d\d) \S+[/@]\S+ "
 )
-_LOGHUB_SC_START = frozenset("-ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LOGHUB_SC_START = frozenset("-ABCDEFGHIJKLMNOPQRSTUVWXYZ123456789")
 # Apple System Log's text form (syslog -F raw / asl.conf file output, as OSSEC's macOS samples
 # keep it): "[Time 2006.12.28 15:54:03 UTC] [Facility auth] [Sender sshd] [PID 483] [Message
 # TEXT] [Level 3] [UID -2] [GID -2] [Host NAME]".

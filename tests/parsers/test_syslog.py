@@ -808,3 +808,10 @@ def test_nul_padding_before_a_line_is_not_part_of_it() -> None:
     # A log file a crash left NUL-padded: the next line starts after the padding.
     msg = parse_syslog(b"\x00\x00\x00Mar  1 10:00:00 web1 sshd[1]: Accepted password for alice from 192.0.2.2")
     assert (msg.hostname, msg.program, msg.parse_error) == ("web1", "sshd", None)
+
+
+def test_a_loghub_supercomputer_line_quoted_without_its_alert_tag_keeps_its_header() -> None:
+    line = b"1131566491 2005.11.09 eadmin1 Nov 9 12:01:31 src@eadmin1 crond(pam_unix)[1205]: session closed for user x"
+    msg = parse_syslog(line)
+    assert (msg.hostname, msg.program, msg.pid) == ("eadmin1", "crond(pam_unix)", "1205")
+    assert msg.timestamp is not None and msg.timestamp.year == 2005
