@@ -2,7 +2,8 @@
 
     Who: "{user}"                      a captured field
     What: "{command} (as {runas})"     literal text around fields
-    Where: "{host|lower}"              filters: lower, upper, strip, unhex (auditd's hex values)
+    Where: "{host|lower}"              filters: lower, upper, strip, unhex (auditd's hex values),
+                                       account (uid 0 is root: "uid=0", "auid=0", "id=0")
     Workstation: "{rhost|default:-}"   a value when the field is missing or empty
     Who: "{user|or:ruser|or:rhost}"    the first of these fields that is not empty
     ObjectType: "{{literal braces}}"   doubled braces are literal
@@ -35,7 +36,21 @@ def unhex(value: str) -> str:
     return text if text.isprintable() else value
 
 
-FILTERS: dict[str, Filter] = {"lower": str.lower, "upper": str.upper, "strip": str.strip, "unhex": unhex}
+def account(value: str) -> str:
+    """A user id where an account name is wanted: uid 0 is root (a bare "0", or auditd's and
+    PAM's "uid=0", "auid=0", "id=0"); another bare number reads "uid=N"; anything else, a
+    name or "uid=1000", stays as it is."""
+    key, sep, number = value.rpartition("=")
+    if number.isdigit() and (not sep or key in ("uid", "auid", "id")):
+        if int(number) == 0:
+            return "root"
+        return value if sep else f"uid={number}"
+    return value
+
+
+FILTERS: dict[str, Filter] = {
+    "lower": str.lower, "upper": str.upper, "strip": str.strip, "unhex": unhex, "account": account,
+}  # fmt: skip
 
 
 class TemplateError(ValueError):

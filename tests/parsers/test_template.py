@@ -25,6 +25,15 @@ from parsers.template import Template, TemplateError
         ("{acct|unhex}", {"acct": "0a0d"}, "0a0d"),
         ("{acct|unhex}", {"acct": "abc"}, "abc"),
         ("{addr|unhex}", {"addr": "192.0.2.1"}, "192.0.2.1"),
+        # A user id where a name belongs: uid 0 is root, another bare number a uid, names stay.
+        ("{by|account}", {"by": "0"}, "root"),
+        ("{a|or:b|account}", {"b": "auid=0"}, "root"),
+        ("{u|account}", {"u": "id=0"}, "root"),
+        ("{by|account}", {"by": "1000"}, "uid=1000"),
+        ("{u|account}", {"u": "uid=1000"}, "uid=1000"),
+        ("{u|account}", {"u": "alice"}, "alice"),
+        ("{u|account}", {"u": "pid=0"}, "pid=0"),
+        ("{u|account|default:unknown}", {}, "unknown"),
         ("", {}, ""),
     ],
 )
