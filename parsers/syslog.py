@@ -384,11 +384,13 @@ def _parse_5424(data: bytes, msg: Message, tz: tzinfo) -> None:
             params = {k: _SD_UNESCAPE.sub(r"\1", v) for k, v in _SD_PARAM.findall(element.group(2))}
             elements[element.group(1)] = params
             end = element.end()
-        if end == 0:
+        if end == 0 and text.startswith("["):
             msg.parse_error = "bad RFC 5424 structured data"
             return
-        msg.structured_data = elements
-        text = text[end + 1 :] if text[end : end + 1] == " " else text[end:]
+        if end:
+            msg.structured_data = elements
+            text = text[end + 1 :] if text[end : end + 1] == " " else text[end:]
+        # (end == 0: a sender that leaves the structured data out, not even "-", before MSG.)
     msg.version = 1
     msg.parse_error = bad_stamp
     msg.hostname = None if host == "-" else host

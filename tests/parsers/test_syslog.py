@@ -815,3 +815,12 @@ def test_a_loghub_supercomputer_line_quoted_without_its_alert_tag_keeps_its_head
     msg = parse_syslog(line)
     assert (msg.hostname, msg.program, msg.pid) == ("eadmin1", "crond(pam_unix)", "1205")
     assert msg.timestamp is not None and msg.timestamp.year == 2005
+
+
+def test_an_rfc5424_message_without_its_structured_data_field_keeps_its_header() -> None:
+    # The structured data left out, not even "-" (a parser's test fixture): MSG follows MSGID.
+    msg = parse_syslog(b"<34>1 2003-10-11T22:14:15.003Z server1.com sshd - - pam_unix(sshd:auth): auth failure")
+    assert (msg.version, msg.hostname, msg.program, msg.parse_error) == (1, "server1.com", "sshd", None)
+    assert msg.text == "pam_unix(sshd:auth): auth failure"
+    bad = parse_syslog(b"<34>1 2003-10-11T22:14:15.003Z server1.com sshd - - [unclosed text")
+    assert bad.version == 0
