@@ -187,7 +187,11 @@ _ISO_TS = re.compile(
     re.IGNORECASE,
 )
 # A device uptime instead of a clock ("service timestamps log uptime"): "2y10w:", "1d02h:", "00:00:46:".
-_UPTIME = re.compile(r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}(?::\d{2}|\.\d{1,6})?:?(?=\s)", re.IGNORECASE)
+# Uptime stamps ("1d02h:", "00:01:01:"); a bare "7:04:" only right before a Cisco mnemonic.
+_UPTIME = re.compile(
+    r"(?:\d+[ywdhms]){1,4}:?(?=\s)|\d{1,2}:\d{2}:\d{2}(?::\d{2}|\.\d{1,6})?:?(?=\s)|\d{1,2}:\d{2}:(?=\s+%)",
+    re.IGNORECASE,
+)
 _SEQ = re.compile(r"(\d+):(?=\s)")
 _WORD = re.compile(r"([^\s]+)")
 _TAG = re.compile(r"(?P<prog>[^\s\[\]:]{1,128}?)(?:\[(?P<pid>[^\]\s]{0,32})\])?:(?=\s|$)")
@@ -200,7 +204,10 @@ _LOCATION = re.compile(
     r"[A-Z]{2,4}/\d[A-Za-z0-9]*(?:/[A-Za-z0-9]+)*:|\d{1,2}/[A-Z]{1,4}\d*(?:/[A-Z]+\d+)+:|[A-Z]{2,4} \d+/\d+:(?=\s)"
 )
 _TASK = re.compile(r"\*[A-Za-z][\w]*:(?=\s)")  # a Cisco task name before the time: "*Dot1x_Task_0: "
-_HOSTNAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)")
+# (An IPv6 address has two colons at least: "7:04" is an uptime, not a host.)
+_HOSTNAME = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?(?=[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:)[0-9A-Fa-f:.]+\]?)"
+)
 _OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?$")
 # RFC 5424 caps SD-IDs and names at 32 characters; senders exceed it, so accept up to 255.
 # The most common shape, Linux's "Mmm dd hh:mm:ss host prog[pid]: text", read in one match; the
@@ -777,8 +784,12 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             if host_seen and line.startswith("%", _skip_spaces(line, after)) and not _is_address(msg.hostname):
                 break  # "myhost IOS: %SYS-5-CONFIG_I: ...": a tag (logger -t IOS), not a second host
             word = word[:-1]
-        elif host_seen or _TAG.fullmatch(word + ":") is None or not _looks_like_host_then_tag(line, after):
-            break
+        elif (
+            host_seen
+            or (_TAG.fullmatch(word + ":") is None and not (":" in word and _HOSTNAME.fullmatch(word)))
+            or not _looks_like_host_then_tag(line, after)
+        ):
+            break  # (an IPv6 address is a host, though its colons make no program tag)
         if _HOSTNAME.fullmatch(word) is None:
             break
         msg.hostname = word

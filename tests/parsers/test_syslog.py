@@ -824,3 +824,17 @@ def test_an_rfc5424_message_without_its_structured_data_field_keeps_its_header()
     assert msg.text == "pam_unix(sshd:auth): auth failure"
     bad = parse_syslog(b"<34>1 2003-10-11T22:14:15.003Z server1.com sshd - - [unclosed text")
     assert bad.version == 0
+
+
+def test_an_uptime_with_one_colon_is_not_a_host() -> None:
+    # A device without "service timestamps ... datetime" stamps its uptime; "7:04" has one colon,
+    # which no IPv6 address has.
+    msg = parse_syslog(b"<189>71: 7:04: %SYS-5-CONFIG_I: Configured from console by admin on vty0 (10.0.0.1)")
+    assert msg.hostname is None and msg.mnemonic == "SYS-5-CONFIG_I" and msg.text.startswith("%SYS-5-CONFIG_I")
+    relayed = parse_syslog(b"<189>7: ntp1: 7:04: %SYS-6-LOGGINGHOST_STARTSTOP: Logging to host 10.0.0.1 started")
+    assert (relayed.hostname, relayed.text[:1]) == ("ntp1", "%")
+    # An IPv6 address is a host, its colons notwithstanding.
+    v6 = parse_syslog(b"<13>Mar  1 10:00:00 fe80::1 sshd[1]: Accepted password for alice from 192.0.2.2")
+    assert (v6.hostname, v6.program, v6.text) == ("fe80::1", "sshd", "Accepted password for alice from 192.0.2.2")
+    iso = parse_syslog(b"<13>2026-03-01T10:00:00Z 2001:db8::5 sshd[1]: Accepted password for alice")
+    assert (iso.hostname, iso.program) == ("2001:db8::5", "sshd")
