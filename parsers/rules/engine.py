@@ -584,8 +584,9 @@ def _compile_rule(doc: YamlDocument, pack: PackSpec, index: int, spec: RuleSpec)
     )  # fmt: skip
 
 
-# `(?<name>...)`: how PCRE, .NET and JavaScript name a group; `(?<=` and `(?<!` are lookbehinds.
+# A PAM module's line names its service first: "pam_unix(su:session): ..." (see `_lookup`).
 _PAM_SERVICE = re.compile(r"pam_\w+\(([\w-]+):\w+\): ")
+# `(?<name>...)`: how PCRE, .NET and JavaScript name a group; `(?<=` and `(?<!` are lookbehinds.
 _ANGLE_GROUP = re.compile(r"\(\?<(?![=!])")
 _QUOTED_HINT = (
     "; the regex is in double quotes, where YAML reads backslash escapes before the regex sees "
