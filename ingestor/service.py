@@ -654,10 +654,12 @@ class Service:
                 spool.close()
             self.spool = spool = fresh
         held = 0
+        refreshed = False
         if self._store_error is not None:
             # A commit that failed may have reached the disk all the same (an fsync error after
             # its WAL frames were written): its records are then not written again.
             spool.refresh()
+            refreshed = True
             held = spool.already_holds(self._inserted, inserts)
             if held:
                 log.warning("%d records of a commit reported as failed had reached the spool after all", held)
@@ -665,7 +667,7 @@ class Service:
         fit = self._fitting(inserts)
         if fit:
             spool.apply(inserts if fit == len(inserts) else inserts[:fit])
-        else:
+        elif not refreshed:
             spool.refresh()
         self._inserted = spool.inserted
         if self._state_file is not None:
