@@ -290,8 +290,10 @@ _BARE_PID_TAG = re.compile(r"(?P<prog>[A-Za-z][\w.\-/]{0,63})\[(?P<pid>\d{1,10})
 _ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+\]?")
 _BRACKET_TAG = re.compile(r"\[(?P<prog>[A-Za-z][\w.\-]{0,63})\]:?(?=\s)")
 _FORWARDED = re.compile(r"Message forwarded from ([^\s:]+): ")
-# sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]..."
+# sudo's log file: "Mmm dd hh:mm:ss[ yyyy] : user : [HOST=host : ]...", and its mail to the
+# admins (sudoers `mail_badpass`, `mail_no_user`...), "host : Mmm dd hh:mm:ss : user : ...".
 _SUDO_LOG = re.compile(
+    r"(?:(?P<mhost>[A-Za-z0-9][\w.-]{0,252}) : )?"
     r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<d>\d{1,2}) (?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})(?: (?P<y>\d{4}))?"
     r" : (?P<user>[^\s:]+) : "
     r"(?:HOST=(?P<host>[^\s:;]+) : )?"
@@ -699,7 +701,7 @@ def _sudo_log_line(m: re.Match[str], msg: Message, tz: tzinfo) -> bool:
         return False
     msg.timestamp = when
     msg.program = "sudo"
-    msg.hostname = m["host"]
+    msg.hostname = m["host"] or m["mhost"]
     msg.text = f"{m['user']} : {m.string[m.end() :]}"
     return True
 

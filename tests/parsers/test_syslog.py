@@ -481,6 +481,18 @@ SENDER_SHAPES = [
         "Aug 31 08:11:00 : bob : TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/id",
         {"hostname": None, "program": "sudo", "text": "bob : TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/id"},
     ),
+    (  # sudo's mail to the admins: the host first (sudo-project/sudo#378)
+        "jidanni5.jidanni.org : May 20 18:19:32 : jidanni : user NOT in sudoers ; TTY=pts/0 ; COMMAND=/usr/bin/w",
+        {
+            "hostname": "jidanni5.jidanni.org",
+            "program": "sudo",
+            "text": "jidanni : user NOT in sudoers ; TTY=pts/0 ; COMMAND=/usr/bin/w",
+        },
+    ),
+    (  # a relay's "host : time TZ:" header is not sudo's: no " : user : " after the time
+        "asa-hq.example.com : Sep 25 15:47:07 EDT: %ASA-auth-4-113004: AAA user authentication Successful",
+        {"program": None, "mnemonic": "ASA-auth-4-113004"},
+    ),
     ("su[2921936]: (to root) alice on pts/0", {"hostname": None, "program": "su", "pid": "2921936", "timestamp": None}),
     (
         "<38>Sep 22 10:11:56 Message forwarded from cdaix66: sshd[679960]: Accepted publickey for nagios from 1.9.1.1",
