@@ -166,13 +166,19 @@ def _bsd_stamp(word_zone: bool) -> re.Pattern[str]:
     `Z` right after the seconds, as FTD writes "May 01 2026 09:24:32Z")."""
     zone = (
         r"(?:(?:\s+|(?=Z[\s:]))(?P<tz>(?:" + _ZONE_NAMES + r")(?:\s?[+-]\d{1,2}(?::?\d{2})?)?(?=[\s:])"
-        r"|[+-]\d{2}:?\d{2}(?=[\s:])|[+-]\d{1,2}(?=:\s)" + (r"|[a-z]{2,6}(?=:)" if word_zone else "") + r"))?"
+        r"|[+-]\d{2}:?\d{2}(?=[\s:])|[+-]\d{1,2}(?=:\s)"
+        # A longer name set by `clock timezone NewYork`: only after a device clock's fraction,
+        # right before its mnemonic (a relay's "hh:mm:ss fw01: %ASA-..." names the host).
+         + (r"|[a-z]{2,6}(?=:)|(?(frac)[a-z][a-z_+-]{6,15}(?=:\s*%)|(?!))" if word_zone else "") + r"))?"
     )
+    # ctime(3)'s form, "Mon Aug 21 14:33:24 2006", as vsftpd's and other daemons' own log files
+    # write it: a weekday first, the year after the time.
     return re.compile(
-        r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?"
+        r"(?P<mark>[*.])?(?:(?P<y1>\d{4})\s+)?(?:(?P<wd>mon|tue|wed|thu|fri|sat|sun)\s+)?"
         + _MON
         + r"\s+(?P<d>\d{1,2})(?:\s+(?P<y2>\d{4}))?\s+"
         + _TIME
+        + r"(?(wd)(?:\s+(?P<y3>\d{4}))?)"
         + zone
         + r"(?P<colon>:)?(?=\s|$)",
         re.IGNORECASE,
@@ -461,7 +467,8 @@ _WEEK = timedelta(days=7)
 
 
 def _bsd_match_time(m: re.Match[str], msg: Message, tz: tzinfo) -> datetime | None:
-    return _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], m["y1"] or m["y2"], m["tz"])
+    year = m["y1"] or m["y2"] or m["y3"]
+    return _bsd_time(msg, tz, m["mon"], m["d"], m["h"], m["mi"], m["s"], m["frac"], year, m["tz"])
 
 
 def _bsd_time(
@@ -739,7 +746,14 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             _split_mnemonic(msg, msg.text)
             return
         m = _BSD_TS.match(line, pos) or _ISO_TS.match(line, pos)
-        if m is not None and m.re is _BSD_TS and m["tz"] and not (cisco_style or m["mark"]) and _zone(m["tz"]) is None:
+        if (
+            m is not None
+            and m.re is _BSD_TS
+            and m["tz"]
+            and not (cisco_style or m["mark"])
+            and _zone(m["tz"]) is None
+            and not (m["frac"] and line.startswith("%", _skip_spaces(line, m.end())))  # "hh:mm:ss.mmm TZ: %LINK"
+        ):
             m = _BSD_TS_NO_WORD_ZONE.match(line, pos)  # "Jan 11 22:33:44 su: ...": "su" is the tag
         if m is not None:
             bsd = "mon" in m.re.groupindex
@@ -747,7 +761,7 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             if when is not None:
                 # A relay's header and the device's own: the device's (the later one) wins.
                 msg.timestamp = when
-                msg.year_given = not bsd or bool(m["y1"] or m["y2"])
+                msg.year_given = not bsd or bool(m["y1"] or m["y2"] or m["y3"])
                 msg.clock_mark = m["mark"]
                 cisco_style = bool(m["colon"] or m["mark"])
                 pos = m.end()

@@ -407,6 +407,34 @@ def test_an_unknown_zone_before_a_colon_falls_back_to_the_source_zone():
     assert msg.timestamp == datetime(2022, 1, 16, 22, 11, 43, tzinfo=plus3)
 
 
+def test_a_ctime_stamp_gives_its_year_and_no_weekday_host() -> None:
+    # vsftpd's own log file (vsftpd.conf(5) `xferlog_std_format=NO`), as in OSSEC's log samples.
+    line = b'Mon Aug 21 14:33:24 2006 [pid 12345] [bob] FAIL LOGIN: Client "10.0.0.1"'
+    msg = parse_syslog(line, received_at=RECEIVED, tz=UTC)
+    assert msg.timestamp == datetime(2006, 8, 21, 14, 33, 24, tzinfo=UTC)
+    assert msg.year_given and msg.hostname is None
+    assert msg.text.startswith("[pid 12345] [bob] FAIL LOGIN")
+
+
+@pytest.mark.parametrize(
+    ("line", "host"),
+    [
+        # `clock timezone TZ` / `clock timezone NewYork -5`: the name a device prints after its
+        # clock's fraction, right before the mnemonic, is a zone, not a host.
+        ("Jan 10 20:57:20.720 TZ: %LINEPROTO-5-UPDOWN: Line protocol on Interface Gi0/1, changed state to up", None),
+        ("Jan 10 22:23:27.921 NewYork: %SEC_LOGIN-5-LOGIN_SUCCESS: Login Success [user: bob] [Source: 10.1.1.1]", None),
+        # A relay's stamp has no fraction: the name before the mnemonic is the host's.
+        ("Jan 10 02:03:03 fw01: %ASA-6-113004: AAA user authentication Successful : user = bob", "fw01"),
+        ("Jan 10 02:03:03 firewall-dc1: %ASA-6-113004: AAA user authentication Successful : user = al", "firewall-dc1"),
+    ],
+)
+def test_a_clock_timezone_name_after_a_fraction_is_no_host(line: str, host: str | None) -> None:
+    msg = parse_syslog(line.encode(), received_at=RECEIVED, tz=UTC)
+    assert msg.hostname == host
+    assert msg.mnemonic is not None and msg.timestamp is not None
+    assert (msg.timestamp.hour, msg.timestamp.minute) == (int(line[7:9]), int(line[10:12]))
+
+
 # Header shapes real senders and relays put on the wire (issue: real senders, end to end).
 # Sources: rsyslog's tests/rfc5424parser-sp_at_msg_start.sh (a space kept at the start of MSG,
 # as rsyslog forwards what it received as RFC 3164); util-linux logger(1) (`--rfc5424 -t TAG`
