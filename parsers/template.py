@@ -3,7 +3,8 @@
     Who: "{user}"                      a captured field
     What: "{command} (as {runas})"     literal text around fields
     Where: "{host|lower}"              filters: lower, upper, strip, unhex (auditd's hex values),
-                                       account (uid 0 is root: "uid=0", "auid=0", "id=0")
+                                       account (uid 0 is root: "uid=0", "auid=0", "id=0"),
+                                       service (an old PAM tag's service: "pop(pam_unix)" is "pop")
     Workstation: "{rhost|default:-}"   a value when the field is missing or empty
     Who: "{user|or:ruser|or:rhost}"    the first of these fields that is not empty
     ObjectType: "{{literal braces}}"   doubled braces are literal
@@ -48,8 +49,16 @@ def account(value: str) -> str:
     return value
 
 
+def service(value: str) -> str:
+    """The service an old PAM (before 0.99) names in its tag, "pop(pam_unix)": "pop"; a tag
+    without a module in parentheses stays as it is."""
+    name, sep, module = value.partition("(")
+    return name if sep and name and module.startswith("pam") and module.endswith(")") else value
+
+
 FILTERS: dict[str, Filter] = {
     "lower": str.lower, "upper": str.upper, "strip": str.strip, "unhex": unhex, "account": account,
+    "service": service,
 }  # fmt: skip
 
 

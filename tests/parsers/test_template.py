@@ -80,3 +80,19 @@ def test_render_never_raises_on_any_captured_values(fields):
 @given(st.text(min_size=1).filter(str.isprintable))
 def test_unhex_reads_back_any_printable_text_auditd_encoded(text):
     assert Template("{v|unhex}").render({"v": text.encode().hex().upper()}) == text
+
+
+@pytest.mark.parametrize(
+    ("tag", "service"),
+    [
+        ("pop(pam_unix)", "pop"),
+        ("sshd(pam_unix)", "sshd"),
+        ("crond(pam_unix)", "crond"),
+        ("sshd", "sshd"),
+        ("(pam_unix)", "(pam_unix)"),
+        ("java(main)", "java(main)"),
+        ("gdm(pam_unix", "gdm(pam_unix"),
+    ],
+)
+def test_service_takes_the_service_out_of_an_old_pam_tag_only(tag, service):
+    assert Template("{program|or:other|service}").render({"program": tag}) == service
