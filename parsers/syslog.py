@@ -267,7 +267,7 @@ _FACILITY_LEVEL = re.compile(
 # attempts exceeded ..." from sshd's stderr, Dovecot's own log file "May 31 09:43:57 Info:
 # pop3-login: ...", socklog's "auth.info: Invalid user ..."): the text's first word, not a program.
 _LEVEL_TAG = re.compile(
-    r"(?:" + _FAC_WORD + r"[.|])?" + _LEVEL_WORD + r"|debug[1-3]|warning|notice|fatal", re.IGNORECASE
+    r"(?:" + _FAC_WORD + r"[.|])?" + _LEVEL_WORD + r"|debug[1-3]|warning|notice|fatal|verbose", re.IGNORECASE
 )
 # loghub's supercomputer logs (Thunderbird, Liberty, Spirit): "- 1131566461 2005.11.09 dn228 Nov 9
 # 12:01:01 dn228/dn228 crond(pam_unix)[2915]: ..." (an alert tag, epoch, date and node before the
@@ -792,6 +792,16 @@ def _scan_header(line: str, msg: Message, tz: tzinfo, pos: int, items: int, host
             break
         word = m.group(1)
         after = m.end()
+        if (
+            not host_seen
+            and msg.timestamp is None
+            and _LEVEL_TAG.fullmatch(word)
+            and _looks_like_host_then_tag(line, after)
+        ):
+            # ESXi hostd's own log, "info hostd[2099656] [Originator@6876 ...] ...": with no time
+            # before it, a level word before the program is no host.
+            pos = after
+            break
         if word.endswith(":"):
             # "sw01: 3132779: ..." is a hostname (after a relay's, the device's own, which wins);
             # "sshd: message" is a program tag.

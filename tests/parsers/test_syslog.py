@@ -782,6 +782,15 @@ def test_a_level_word_after_a_hostname_is_still_that_hosts_program():
     assert (msg.hostname, msg.program, msg.text) == ("host1", "error", "disk full")
 
 
+@pytest.mark.parametrize("level", ["info", "error", "warning", "verbose"])
+def test_a_level_word_heading_a_line_with_no_time_is_no_host(level: str) -> None:
+    # ESXi hostd's own log lines, as SEKOIA-IO intake-formats' VMware ESXi tests keep them.
+    line = f"{level} hostd[2099656] [Originator@6876 sub=Vimsvc.ha-eventmgr] Event 974676 : SSH session"
+    msg = parse_syslog(line.encode(), received_at=RECEIVED)
+    assert (msg.hostname, msg.program, msg.pid) == (None, "hostd", "2099656")
+    assert msg.text == "[Originator@6876 sub=Vimsvc.ha-eventmgr] Event 974676 : SSH session"
+
+
 def test_a_tai64n_label_is_the_lines_time():
     # daemontools/runit's multilog label (SSHGuard's parser tests): 2**62 + TAI seconds, nanoseconds.
     msg = parse_syslog(b"@4000000046388fdf39cef14c Invalid user bruteforce from 192.0.2.52", received_at=RECEIVED)
