@@ -57,7 +57,6 @@ MEANING: dict[tuple[str, str], tuple[set[str], set[str] | None]] = {
     ("sshd", "SSHD: denied user"): ({"Failed Logon"}, {"Logon"}),
     ("sshd", "sshd: Multiple access attempts using a denied user"): ({"Failed Logon"}, {"Logon"}),
     ("sshd", "bad authorized_keys"): ({"Failed Logon"}, {"Logon"}),
-    ("sshd", "failed to create session"): ({"Failed Logon"}, {"Session"}),
     ("sshd", "subsystem failed"): ({"Read (Failed Attempt)"}, None),
     ("sshd", "SSHD Disconnected from"): ({"Logoff"}, {"Logon"}),
     ("sshd", "SSHD Connection close"): ({"Session end"}, {"SSH connection"}),
@@ -86,6 +85,8 @@ NOT_AUDIT_EVENTS = {("sshd", section) for section in (
     "bad dns", "SSHD insecure connection attempt", "SSHD: Reverse lookup error", "SSHD: possible attack",
     "SSHD Connection close", "SSHD: connection reset", "ssh connection reset by peer", "SSHD Disconnected from invalid",
     "SSHD Disconnecting invalid", "SSHD configuration error (AuthorizedKeysCommand)",
+    # pam_systemd is an optional session module: the logon goes on, its "Accepted" line the event.
+    "failed to create session",
 )} | {
     ("pam", "Attempt to login with an invalid user."), ("pam", "User missed the password more than one time"),
 }  # fmt: skip
